@@ -1,0 +1,132 @@
+"""OHTTP benchmark: crypto operations per core, and the full path through relay+gateway.
+
+Prints two tables. Run with ``make bench`` or ``.venv/bin/python bench/ohttp.py``;
+``--quick`` runs fewer requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+from privproc.client.ohttp import AsyncOHTTPClient
+from privproc.demo.supervisor import Supervisor, free_port
+from privproc.wire import hpke, ohttp
+
+PAYLOAD = bytes(1024)
+
+
+def rate(fn: Callable[[], object], seconds: float = 1.0) -> float:
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(50):
+            fn()
+        count += 50
+    return count / elapsed
+
+
+def crypto_table(seconds: float) -> None:
+    key = ohttp.GatewayKey.create(1, hpke.KeyPair.generate())
+    keys = ohttp.GatewayKeys([key])
+    sealed, cctx = ohttp.encapsulate_request(key.config, PAYLOAD)
+    _, sctx = keys.decapsulate_request(sealed)
+    sealed_response = sctx.encapsulate_response(PAYLOAD)
+
+    def gateway_round() -> None:
+        _, ctx = keys.decapsulate_request(sealed)
+        ctx.encapsulate_response(PAYLOAD)
+
+    rows = [
+        ("client encapsulate request (1 KiB)", rate(lambda: ohttp.encapsulate_request(
+            key.config, PAYLOAD), seconds)),
+        ("gateway decapsulate request (1 KiB)", rate(lambda: keys.decapsulate_request(sealed),
+                                                     seconds)),
+        ("gateway seal response (1 KiB)", rate(lambda: sctx.encapsulate_response(PAYLOAD),
+                                               seconds)),
+        ("client open response (1 KiB)", rate(lambda: cctx.decapsulate_response(
+            sealed_response), seconds)),
+        ("gateway decapsulate + seal (1 KiB)", rate(gateway_round, seconds)),
+    ]
+    print("| operation (one core) | ops/s |")
+    print("|---|---:|")
+    for name, value in rows:
+        print(f"| {name} | {value:,.0f} |")
+    print()
+
+
+async def measure(
+    send: Callable[[int], Awaitable[None]], concurrency: int, total: int
+) -> tuple[float, float, float]:
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for i in counter:
+            start = time.perf_counter()
+            await send(i)
+            latencies.append(time.perf_counter() - start)
+
+    for i in range(min(20, total)):  # warm connections and caches
+        await send(i)
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return total / elapsed, statistics.median(latencies) * 1000, p99 * 1000
+
+
+async def path_table(origin: str, relay: str, totals: dict[int, int]) -> None:
+    print("| concurrency | path | req/s | p50 ms | p99 ms |")
+    print("|---:|---|---:|---:|---:|")
+    async with aiohttp.ClientSession() as direct, AsyncOHTTPClient(
+        relay + "/", authority="bench.example"
+    ) as client:
+        async def send_direct(i: int) -> None:
+            async with direct.post(origin + "/bench", data=PAYLOAD) as resp:
+                await resp.read()
+                assert resp.status == 200
+
+        async def send_ohttp(i: int) -> None:
+            response = await client.request("POST", "/bench", content=PAYLOAD)
+            assert response.status == 200
+
+        for concurrency, total in totals.items():
+            results = {}
+            for name, send in (("direct", send_direct), ("OHTTP relay+gateway", send_ohttp)):
+                results[name] = await measure(send, concurrency, total)
+                rps, p50, p99 = results[name]
+                print(f"| {concurrency} | {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} |")
+            overhead = results["OHTTP relay+gateway"][1] - results["direct"][1]
+            print(f"| {concurrency} | p50 added by OHTTP | | {overhead:+.2f} | |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer requests")
+    args = parser.parse_args()
+    crypto_table(0.5 if args.quick else 2.0)
+    scale = 1 if args.quick else 4
+    totals = {1: 200 * scale, 16: 400 * scale, 64: 400 * scale}
+    host = "127.0.0.1"
+    ports = [free_port() for _ in range(3)]
+    urls = [f"http://{host}:{p}" for p in ports]
+    with tempfile.TemporaryDirectory() as tmp, Supervisor(Path(tmp) / "logs") as sup:
+        sup.start("origin", ["echo", "--listen", f"{host}:{ports[0]}", "--log-level", "warning"],
+                  urls[0])
+        sup.start("gateway", ["gateway", "--listen", f"{host}:{ports[1]}", "--upstream", urls[0],
+                              "--state", f"{tmp}/gw", "--log-level", "warning"], urls[1])
+        sup.start("relay", ["relay", "--listen", f"{host}:{ports[2]}", "--gateway",
+                            urls[1] + "/gateway", "--log-level", "warning"], urls[2])
+        asyncio.run(path_table(urls[0], urls[2], totals))
+
+
+if __name__ == "__main__":
+    main()

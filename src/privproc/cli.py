@@ -1,0 +1,136 @@
+"""The ``privproc`` command line: one entry point for every service and tool."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from privproc.service import Listen
+
+
+def _listen(value: str) -> Listen:
+    try:
+        return Listen.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number
+
+
+def _cmd_relay(args: argparse.Namespace) -> int:
+    from privproc.relay.app import RelayConfig, create_app
+    from privproc.service import serve, setup_logging
+
+    setup_logging("relay", args.log_level.upper())
+    config = RelayConfig(gateway=args.gateway, keys_url=args.gateway_keys, max_body=args.max_body,
+                         timeout=args.timeout)
+    serve(create_app(config), args.listen, args.log_level)
+    return 0
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from privproc.gateway import keystore
+
+    if args.action == "rotate-keys":
+        try:
+            state = keystore.rotate(args.state, time.time(), args.grace)
+        except keystore.KeyStoreError as exc:
+            print(f"privproc gateway rotate-keys: {exc}", file=sys.stderr)
+            return 1
+        old = [k for k in state.keys if k.retire_at is not None]
+        print(f"new current key_id={state.current.key_id}")
+        for k in old:
+            print(f"key_id={k.key_id} accepted until "
+                  f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(k.retire_at or 0))}")
+        return 0
+    if args.listen is None or args.upstream is None or args.state is None:
+        print("privproc gateway: --listen, --upstream and --state are required", file=sys.stderr)
+        return 2
+    from privproc.gateway.app import GatewayConfig, create_app
+    from privproc.service import serve, setup_logging
+
+    setup_logging("gateway", args.log_level.upper())
+    config = GatewayConfig(
+        state_dir=args.state, upstream=args.upstream, max_body=args.max_body,
+        replay_window=args.replay_window, upstream_timeout=args.timeout,
+    )
+    try:
+        app = create_app(config)
+    except keystore.KeyStoreError as exc:
+        print(f"privproc gateway: {exc}", file=sys.stderr)
+        return 1
+    serve(app, args.listen, args.log_level)
+    return 0
+
+
+def _cmd_echo(args: argparse.Namespace) -> int:
+    from privproc.demo.echo import create_app
+    from privproc.service import serve, setup_logging
+
+    setup_logging("echo", args.log_level.upper())
+    serve(create_app(), args.listen, args.log_level)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="privproc", description="Private Processing: services and tools."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def service(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+        return p
+
+    relay = service("relay", "Run the OHTTP relay (forwards to one gateway, adds nothing).")
+    relay.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
+    relay.add_argument("--gateway", required=True, metavar="URL",
+                       help="the gateway's request URL, e.g. http://127.0.0.1:8082/gateway")
+    relay.add_argument("--gateway-keys", metavar="URL",
+                       help="the gateway's key configuration URL (default: /ohttp-keys there)")
+    relay.add_argument("--max-body", type=_positive_int, default=1 << 20, metavar="BYTES")
+    relay.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    relay.set_defaults(func=_cmd_relay)
+
+    gateway = service("gateway", "Run the OHTTP gateway, or rotate its keys.")
+    gateway.add_argument("--listen", type=_listen, metavar="HOST:PORT")
+    gateway.add_argument("--upstream", metavar="URL", help="the origin inner requests go to")
+    gateway.add_argument("--state", type=Path, metavar="DIR", help="key state directory")
+    gateway.add_argument("--max-body", type=_positive_int, default=1 << 20, metavar="BYTES")
+    gateway.add_argument("--replay-window", type=float, default=60.0, metavar="SECONDS",
+                         help="accepted clock difference of the inner Date (default 60)")
+    gateway.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                         help="upstream timeout")
+    gateway.set_defaults(func=_cmd_gateway, action=None)
+    gateway_sub = gateway.add_subparsers(dest="action", metavar="ACTION")
+    rotate = gateway_sub.add_parser(
+        "rotate-keys", help="make a new current key; keep the old one for the grace period"
+    )
+    rotate.add_argument("--state", type=Path, required=True, metavar="DIR")
+    rotate.add_argument("--grace", type=float, default=24 * 3600.0, metavar="SECONDS",
+                        help="how long the previous key stays accepted (default 86400)")
+
+    echo = service("echo", "Run a demo origin that answers with what it saw, as JSON.")
+    echo.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
+    echo.set_defaults(func=_cmd_echo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

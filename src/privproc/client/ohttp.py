@@ -1,0 +1,251 @@
+"""An OHTTP client: key configuration, encapsulation, the trip through the relay.
+
+:class:`OHTTPClient` is synchronous (standard library only), :class:`AsyncOHTTPClient`
+uses aiohttp. Both wrap the same sans-IO steps: :func:`seal_request` and
+:func:`open_response`. Every inner request carries a ``Date`` field, which the gateway
+uses against replay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from email.utils import formatdate
+from types import TracebackType
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from privproc.wire import bhttp, hpke, ohttp
+from privproc.wire.errors import BinaryHttpError, HPKEError, KeyConfigError, OHTTPError
+
+from .errors import (
+    KeyConfigFetchError,
+    RelayRefusedError,
+    RequestError,
+    ResponseError,
+    TransportError,
+)
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+def seal_request(
+    config: ohttp.KeyConfig,
+    method: str,
+    path: str,
+    *,
+    authority: str,
+    headers: Headers = (),
+    content: bytes = b"",
+    now: float,
+    scheme: str = "https",
+    rand: hpke.Rand = os.urandom,
+) -> tuple[bytes, ohttp.ClientResponseContext]:
+    """Encode the inner request as Binary HTTP (with a Date field) and encapsulate it."""
+    fields = [bhttp.Field(n.lower(), v) for n, v in headers if n.lower() != b"date"]
+    fields.append(bhttp.Field(b"date", formatdate(now, usegmt=True).encode()))
+    try:
+        encoded = bhttp.encode_request(bhttp.Request(
+            method=method.encode(),
+            scheme=scheme.encode(),
+            authority=authority.encode(),
+            path=path.encode(),
+            headers=tuple(fields),
+            content=content,
+        ))
+    except BinaryHttpError as exc:
+        raise RequestError(f"request cannot be encoded: {exc}") from None
+    try:
+        return ohttp.encapsulate_request(config, encoded, rand=rand)
+    except (OHTTPError, HPKEError) as exc:
+        raise KeyConfigFetchError(f"cannot seal to the gateway key: {exc}") from None
+
+
+def open_response(
+    ctx: ohttp.ClientResponseContext, status: int, content_type: str, body: bytes
+) -> bhttp.Response:
+    """Check the outer answer and open the encapsulated response."""
+    if status != 200:
+        detail = body[:300].decode("utf-8", errors="replace")
+        with contextlib.suppress(ValueError, AttributeError):
+            detail = str(json.loads(body).get("title", detail))
+        raise RelayRefusedError(status, detail)
+    if content_type.split(";", maxsplit=1)[0].strip() != ohttp.MEDIA_TYPE_RESPONSE:
+        raise TransportError(
+            f"expected {ohttp.MEDIA_TYPE_RESPONSE}, relay answered {content_type!r}"
+        )
+    try:
+        return bhttp.decode_response(ctx.decapsulate_response(body))
+    except OHTTPError as exc:
+        raise ResponseError(f"encapsulated response does not open: {exc}") from None
+    except BinaryHttpError as exc:
+        raise ResponseError(f"inner response is not valid Binary HTTP: {exc}") from None
+
+
+def pick_config(body: bytes) -> ohttp.KeyConfig:
+    try:
+        configs = ohttp.decode_key_configs(body)
+    except KeyConfigError as exc:
+        raise KeyConfigFetchError(f"gateway key configuration unusable: {exc}") from None
+    for config in configs:
+        if next(config.supported_suites(), None) is not None:
+            return config
+    raise KeyConfigFetchError("no key configuration offers a supported HPKE suite")
+
+
+class _Base:
+    def __init__(
+        self,
+        relay_url: str,
+        keys_url: str | None = None,
+        *,
+        authority: str | None = None,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        rand: hpke.Rand = os.urandom,
+    ) -> None:
+        self.relay_url = relay_url
+        self.keys_url = keys_url or urljoin(relay_url, "/ohttp-keys")
+        self.authority = authority or (urlsplit(relay_url).netloc or "localhost")
+        self.timeout = timeout
+        self._clock = clock
+        self._rand = rand
+        self._config: ohttp.KeyConfig | None = None
+
+
+class OHTTPClient(_Base):
+    """Synchronous OHTTP client over the standard library."""
+
+    def key_config(self, refresh: bool = False) -> ohttp.KeyConfig:
+        if self._config is None or refresh:
+            req = urllib.request.Request(self.keys_url, headers={"Accept": ohttp.MEDIA_TYPE_KEYS})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    body = resp.read()
+            except (urllib.error.URLError, OSError) as exc:
+                raise KeyConfigFetchError(f"cannot fetch {self.keys_url}: {exc}") from None
+            self._config = pick_config(body)
+        return self._config
+
+    def _post(self, sealed: bytes) -> tuple[int, str, bytes]:
+        req = urllib.request.Request(
+            self.relay_url, data=sealed, method="POST",
+            headers={"Content-Type": ohttp.MEDIA_TYPE_REQUEST},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, resp.headers.get("content-type", ""), resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers.get("content-type", ""), exc.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise TransportError(f"cannot reach relay {self.relay_url}: {exc}") from None
+
+    def request(
+        self, method: str, path: str, *, headers: Headers = (), content: bytes = b""
+    ) -> bhttp.Response:
+        """Send one request through the relay; refetches the key once on a 422."""
+        for attempt in range(2):
+            sealed, ctx = seal_request(
+                self.key_config(refresh=attempt > 0), method, path, authority=self.authority,
+                headers=headers, content=content, now=self._clock(), rand=self._rand,
+            )
+            status, ctype, body = self._post(sealed)
+            if status == 422 and attempt == 0:
+                continue
+            return open_response(ctx, status, ctype, body)
+        raise AssertionError("unreachable")
+
+
+class AsyncOHTTPClient(_Base):
+    """Asynchronous OHTTP client over aiohttp; use as ``async with``.
+
+    ``local_addr`` binds the outgoing connections (tests use it to tell the client's
+    address apart from the services' on loopback).
+    """
+
+    def __init__(
+        self,
+        relay_url: str,
+        keys_url: str | None = None,
+        *,
+        authority: str | None = None,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        rand: hpke.Rand = os.urandom,
+        local_addr: tuple[str, int] | None = None,
+    ) -> None:
+        super().__init__(relay_url, keys_url, authority=authority, timeout=timeout,
+                         clock=clock, rand=rand)
+        self._local_addr = local_addr
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AsyncOHTTPClient:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            connector=aiohttp.TCPConnector(local_addr=self._local_addr, limit=256),
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise TransportError("AsyncOHTTPClient used outside 'async with'")
+        return self._session
+
+    async def key_config(self, refresh: bool = False) -> ohttp.KeyConfig:
+        if self._config is None or refresh:
+            try:
+                async with self.session.get(
+                    self.keys_url, headers={"Accept": ohttp.MEDIA_TYPE_KEYS}
+                ) as resp:
+                    body = await resp.read()
+                    if resp.status != 200:
+                        raise KeyConfigFetchError(f"{self.keys_url} answered {resp.status}")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise KeyConfigFetchError(f"cannot fetch {self.keys_url}: {exc!r}") from None
+            self._config = pick_config(body)
+        return self._config
+
+    async def post_sealed(self, sealed: bytes) -> tuple[int, str, bytes]:
+        """POST an encapsulated request to the relay; returns status, type and body."""
+        try:
+            async with self.session.post(
+                self.relay_url, data=sealed,
+                headers={"Content-Type": ohttp.MEDIA_TYPE_REQUEST},
+            ) as resp:
+                return resp.status, resp.headers.get("content-type", ""), await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(f"cannot reach relay {self.relay_url}: {exc!r}") from None
+
+    async def request(
+        self, method: str, path: str, *, headers: Headers = (), content: bytes = b""
+    ) -> bhttp.Response:
+        """Send one request through the relay; refetches the key once on a 422."""
+        for attempt in range(2):
+            config = await self.key_config(refresh=attempt > 0)
+            sealed, ctx = seal_request(
+                config, method, path, authority=self.authority, headers=headers,
+                content=content, now=self._clock(), rand=self._rand,
+            )
+            status, ctype, body = await self.post_sealed(sealed)
+            if status == 422 and attempt == 0:
+                continue
+            return open_response(ctx, status, ctype, body)
+        raise AssertionError("unreachable")
