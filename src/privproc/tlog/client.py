@@ -1,0 +1,276 @@
+"""The client side of the log: verified checkpoints, inclusion proofs, fork detection.
+
+A :class:`LogClient` fetches the log's checkpoint, checks the log's signature and a
+quorum of witness cosignatures (:class:`LogPolicy`), and proves that every new checkpoint
+is consistent with the last one it verified (kept in a :class:`CheckpointStore`). Two
+signed checkpoints that are not consistent raise :class:`LogForkError` carrying both as
+evidence. Inclusion of a record is proved from the log's tiles.
+
+Transport is a callable ``fetch(path) -> bytes`` (path relative to the log URL), so the
+verification logic is independent of HTTP; :func:`http_fetcher` is the default.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from privproc.wire import merkle, note, tiles
+from privproc.wire.checkpoint import (
+    Checkpoint,
+    CosignatureVerifier,
+    VerifiedCheckpoint,
+    open_checkpoint,
+)
+from privproc.wire.errors import CheckpointError, MerkleError, NoteError
+
+Fetch = Callable[[str], bytes]
+
+
+class LogClientError(Exception):
+    """Base class for failures of log verification on the client side."""
+
+
+class LogFetchError(LogClientError):
+    """A checkpoint, tile or entry bundle could not be fetched."""
+
+
+class CheckpointVerificationError(LogClientError):
+    """The checkpoint's log signature or witness quorum does not verify."""
+
+
+class InclusionError(LogClientError):
+    """A record is not provably included under the checkpoint."""
+
+
+class LogForkError(LogClientError):
+    """Two signed checkpoints of the same log that are not consistent: proof of a fork."""
+
+    def __init__(self, message: str, first: bytes, second: bytes) -> None:
+        super().__init__(message)
+        self.first = first
+        self.second = second
+
+
+@dataclass(frozen=True)
+class LogPolicy:
+    """Whom to trust: the log's key, the witnesses' keys, and how many must cosign."""
+
+    log_verifier: note.Verifier
+    origin: str
+    witnesses: Sequence[CosignatureVerifier] = ()
+    quorum: int = 0
+
+    @classmethod
+    def from_keys(
+        cls,
+        log_vkey: str,
+        witness_vkeys: Sequence[str] = (),
+        quorum: int = 0,
+        origin: str | None = None,
+    ) -> LogPolicy:
+        log_verifier = note.Ed25519Verifier.from_key(log_vkey)
+        witnesses = [CosignatureVerifier.from_key(k) for k in witness_vkeys]
+        if quorum > len(witnesses):
+            raise ValueError(f"quorum {quorum} exceeds the {len(witnesses)} witnesses given")
+        return cls(log_verifier, origin or log_verifier.name, witnesses, quorum)
+
+    def verify(self, checkpoint_note: bytes) -> VerifiedCheckpoint:
+        try:
+            return open_checkpoint(
+                checkpoint_note,
+                self.log_verifier,
+                witnesses=self.witnesses,
+                quorum=self.quorum,
+                origin=self.origin,
+            )
+        except (CheckpointError, NoteError) as exc:
+            raise CheckpointVerificationError(f"checkpoint refused: {exc}") from None
+
+
+class CheckpointStore:
+    """The last verified checkpoint, kept in a file (written atomically, mode 0600)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._memory: bytes | None = None
+
+    def load(self) -> bytes | None:
+        if self.path is None:
+            return self._memory
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save(self, checkpoint_note: bytes) -> None:
+        if self.path is None:
+            self._memory = checkpoint_note
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, checkpoint_note)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+
+
+def http_fetcher(base_url: str, timeout: float = 10.0) -> Fetch:
+    """Fetch paths relative to ``base_url`` over HTTP(S)."""
+    base = base_url.rstrip("/") + "/"
+
+    def fetch(path: str) -> bytes:
+        try:
+            with urllib.request.urlopen(base + path, timeout=timeout) as resp:
+                body: bytes = resp.read()
+                return body
+        except urllib.error.HTTPError as exc:
+            raise LogFetchError(f"{base}{path}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise LogFetchError(f"{base}{path}: {exc}") from None
+
+    return fetch
+
+
+@dataclass(frozen=True)
+class TrustedCheckpoint:
+    """A checkpoint that passed the policy, with the exact note bytes that carried it."""
+
+    checkpoint: Checkpoint
+    note: bytes
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    """A record, where it is, and the proof that it is under a checkpoint."""
+
+    index: int
+    record: bytes
+    proof: tuple[bytes, ...]
+    checkpoint: bytes  # the signed (and cosigned) checkpoint note the proof is against
+
+
+class LogClient:
+    """Verifies a log's checkpoints and proves records against them."""
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        policy: LogPolicy,
+        store: CheckpointStore | None = None,
+        tile_cache_size: int = 4096,
+    ) -> None:
+        self.fetch = fetch
+        self.policy = policy
+        self.store = store or CheckpointStore(None)
+        self._tiles: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
+        self._cache_size = tile_cache_size
+
+    def read_tile(self, tile: tiles.Tile) -> bytes:
+        key = (tile.level, tile.index, tile.width)
+        data = self._tiles.get(key)
+        if data is None:
+            data = self.fetch(tiles.tile_path(*tile))
+            self._tiles[key] = data
+            if len(self._tiles) > self._cache_size:
+                self._tiles.popitem(last=False)
+        else:
+            self._tiles.move_to_end(key)
+        return data
+
+    def _reader(self, size: int) -> tiles.TileHashReader:
+        return tiles.TileHashReader(size, self.read_tile)
+
+    def update(self) -> TrustedCheckpoint:
+        """Fetch and verify the latest checkpoint; prove it consistent with the last one."""
+        latest = self.fetch("checkpoint")
+        return self.accept(latest)
+
+    def accept(self, checkpoint_note: bytes) -> TrustedCheckpoint:
+        """Verify a checkpoint from any source against the policy and the stored one."""
+        new = self.policy.verify(checkpoint_note)
+        stored_note = self.store.load()
+        if stored_note is None:
+            self.store.save(checkpoint_note)
+            return TrustedCheckpoint(new.checkpoint, checkpoint_note)
+        old = self.policy.verify(stored_note)
+        small, large = sorted((old, new), key=lambda v: v.checkpoint.size)
+        small_note, large_note = (
+            (stored_note, checkpoint_note) if small is old else (checkpoint_note, stored_note)
+        )
+        try:
+            self.check_consistent(
+                small.checkpoint.size,
+                small.checkpoint.root_hash,
+                large.checkpoint.size,
+                large.checkpoint.root_hash,
+            )
+        except MerkleError as exc:
+            raise LogForkError(
+                f"log fork: checkpoints of size {small.checkpoint.size} and "
+                f"{large.checkpoint.size} are not consistent ({exc})",
+                small_note,
+                large_note,
+            ) from None
+        if new.checkpoint.size > old.checkpoint.size:
+            self.store.save(checkpoint_note)
+            return TrustedCheckpoint(new.checkpoint, checkpoint_note)
+        return TrustedCheckpoint(old.checkpoint, stored_note)
+
+    def check_consistent(self, size1: int, root1: bytes, size2: int, root2: bytes) -> None:
+        """Raise MerkleError unless the tree (size1, root1) is a prefix of (size2, root2)."""
+        if size1 == size2:
+            if root1 != root2:
+                raise MerkleError("same size, different root hashes")
+            return
+        proof = [] if size1 == 0 else merkle.consistency_proof(size1, size2, self._reader(size2))
+        merkle.verify_consistency(size1, size2, proof, root1, root2)
+
+    def entry(self, index: int, size: int) -> bytes:
+        """Entry ``index`` of a tree of ``size`` leaves, from its entry bundle."""
+        if not 0 <= index < size:
+            raise InclusionError(f"index {index} is outside the tree of size {size}")
+        bundle, offset = divmod(index, tiles.TILE_WIDTH)
+        width = min(tiles.TILE_WIDTH, size - bundle * tiles.TILE_WIDTH)
+        data = self.fetch(tiles.entries_path(bundle, width))
+        try:
+            return tiles.decode_entry_bundle(data, width)[offset]
+        except MerkleError as exc:
+            raise InclusionError(f"entry bundle {bundle}: {exc}") from None
+
+    def prove(self, index: int, trusted: TrustedCheckpoint) -> InclusionProof:
+        """Fetch entry ``index`` and prove it is in the tree of ``trusted``."""
+        size = trusted.checkpoint.size
+        record = self.entry(index, size)
+        try:
+            proof = merkle.inclusion_proof(index, size, self._reader(size))
+            merkle.verify_inclusion(
+                merkle.leaf_hash(record), index, size, proof, trusted.checkpoint.root_hash
+            )
+        except MerkleError as exc:
+            raise InclusionError(f"record {index} is not included: {exc}") from None
+        return InclusionProof(index, record, tuple(proof), trusted.note)
+
+
+def verify_inclusion_offline(proof: InclusionProof, policy: LogPolicy) -> VerifiedCheckpoint:
+    """Check a kept inclusion proof with no network: signature, quorum, Merkle path."""
+    verified = policy.verify(proof.checkpoint)
+    try:
+        merkle.verify_inclusion(
+            merkle.leaf_hash(proof.record),
+            proof.index,
+            verified.checkpoint.size,
+            list(proof.proof),
+            verified.checkpoint.root_hash,
+        )
+    except MerkleError as exc:
+        raise InclusionError(f"record {proof.index} is not included: {exc}") from None
+    return verified

@@ -1,0 +1,306 @@
+"""The log service: a batching sequencer, witness cosigning, and the C2SP tiles over HTTP.
+
+Routes:
+
+- ``POST /add``: a release record signed as a note by a configured publisher key. The
+  answer (JSON ``{"index": N, "size": S}``) comes only after the record is durable in the
+  tree (one transaction per batch); resubmitting the same record returns its index.
+- ``GET /checkpoint``: the latest published checkpoint, with the witnesses' cosignatures.
+- ``GET /tile/<L>/<N>[.p/<W>]`` and ``GET /tile/entries/<N>[.p/<W>]``: C2SP tlog-tiles,
+  immutable, servable by any static web server.
+- ``GET /lookup/<measurement hex>``: the indices of the records with that measurement
+  (a hint; clients prove what they find with an inclusion proof).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from privproc.service import BodyTooLarge, problem, read_body
+from privproc.wire import merkle, note, tiles
+from privproc.wire.checkpoint import CosignatureVerifier, open_checkpoint
+from privproc.wire.errors import CheckpointError, MerkleError, NoteError
+
+from .record import RecordError, decode_record
+from .sequencer import Sequencer, bundle_prefix, read_stored_tile
+from .storage import LogStorage, StorageError
+from .witness_client import WitnessError, request_cosignature
+
+log = logging.getLogger("privproc.log")
+
+IMMUTABLE = {"cache-control": "public, max-age=31536000, immutable"}
+
+
+@dataclass(frozen=True)
+class WitnessEndpoint:
+    url: str
+    verifier: CosignatureVerifier
+
+
+@dataclass
+class LogConfig:
+    origin: str
+    signer: note.Signer
+    publishers: Sequence[note.Verifier]
+    witnesses: Sequence[WitnessEndpoint] = ()
+    quorum: int = 0
+    batch_max: int = 4096
+    batch_wait: float = 0.01
+    max_record: int = 8192
+    cosign_timeout: float = 10.0
+
+
+@dataclass
+class _Pending:
+    record: bytes
+    future: asyncio.Future[int]
+
+
+@dataclass
+class LogService:
+    """Owns the sequencer, the batch loop and the cosigning of new checkpoints."""
+
+    storage: LogStorage
+    config: LogConfig
+    sequencer: Sequencer = field(init=False)
+    _queue: asyncio.Queue[_Pending] = field(init=False)
+    _writer: ThreadPoolExecutor = field(init=False)
+    _witness_sizes: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sequencer = Sequencer(self.storage, self.config.signer, self.config.origin)
+        self._queue = asyncio.Queue()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sequencer")
+        self.log_verifier = _verifier_of(self.config.signer)
+
+    async def add(self, record: bytes) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(record, future))
+        return await future
+
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        """The batch loop: integrate whatever is queued, acknowledge, then cosign."""
+        await self.cosign_and_publish(session)
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.config.batch_wait
+            while len(batch) < self.config.batch_max:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
+                except TimeoutError:
+                    break
+            try:
+                indices = await loop.run_in_executor(self._writer, self._integrate, batch)
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear of the failure
+                log.error("integration failed: %s", exc)
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(StorageError(f"integration failed: {exc}"))
+                continue
+            for p, index in zip(batch, indices, strict=True):
+                if not p.future.done():
+                    p.future.set_result(index)
+            await self.cosign_and_publish(session)
+
+    def _integrate(self, batch: list[_Pending]) -> list[int]:
+        """Assign indices (reusing those of records already logged) and integrate."""
+        fresh: dict[bytes, int] = {}
+        indices: list[int] = []
+        new_records: list[bytes] = []
+        for p in batch:
+            lh = merkle.leaf_hash(p.record)
+            known = self.storage.find_leaf(lh)
+            if known is None:
+                known = fresh.get(lh)
+            if known is None:
+                known = self.sequencer.size + len(new_records)
+                fresh[lh] = known
+                new_records.append(p.record)
+            indices.append(known)
+        started = time.perf_counter()
+        self.sequencer.integrate(new_records)
+        if new_records:
+            log.info(
+                "integrated %d records, size=%d ms=%.1f",
+                len(new_records),
+                self.sequencer.size,
+                (time.perf_counter() - started) * 1000,
+            )
+        return indices
+
+    async def cosign_and_publish(self, session: aiohttp.ClientSession) -> None:
+        """Collect witness cosignatures for the latest checkpoint and publish it."""
+        state = await run_in_threadpool(self.storage.state)
+        assert state is not None
+        if state.published_size == state.size and state.published != state.checkpoint:
+            return  # already published with cosignatures
+        if not self.config.witnesses:
+            await run_in_threadpool(self.storage.publish, state.size, state.checkpoint)
+            return
+        results = await asyncio.gather(
+            *(self._cosign(session, w, state.checkpoint, state.size) for w in self.config.witnesses)
+        )
+        lines = b"".join(r for r in results if r)
+        candidate = state.checkpoint + lines
+        try:
+            open_checkpoint(
+                candidate,
+                self.log_verifier,
+                witnesses=[w.verifier for w in self.config.witnesses],
+                quorum=self.config.quorum,
+                origin=self.config.origin,
+            )
+        except (CheckpointError, NoteError) as exc:
+            log.warning("checkpoint size=%d not published: %s", state.size, exc)
+            return
+        await run_in_threadpool(self.storage.publish, state.size, candidate)
+        log.info(
+            "published checkpoint size=%d with %d cosignatures",
+            state.size,
+            sum(1 for r in results if r),
+        )
+
+    async def _cosign(
+        self, session: aiohttp.ClientSession, witness: WitnessEndpoint, checkpoint: bytes, size: int
+    ) -> bytes | None:
+        for _ in range(2):
+            old = self._witness_sizes.get(witness.url, 0)
+            if old > size:
+                log.warning("witness %s is at size %d, beyond ours %d", witness.url, old, size)
+                return None
+            proof = await run_in_threadpool(self._consistency, old, size)
+            try:
+                result = await asyncio.wait_for(
+                    request_cosignature(session, witness.url, checkpoint, old, proof),
+                    self.config.cosign_timeout,
+                )
+            except (WitnessError, TimeoutError) as exc:
+                log.warning("witness %s: %s", witness.url, exc or "timed out")
+                return None
+            if result.signatures is not None:
+                self._witness_sizes[witness.url] = size
+                return result.signatures
+            assert result.conflict_size is not None
+            self._witness_sizes[witness.url] = result.conflict_size
+        return None
+
+    def _consistency(self, old: int, new: int) -> list[bytes]:
+        if old in (0, new):
+            return []
+        reader = tiles.TileHashReader(new, lambda t: read_stored_tile(self.storage, t))
+        return merkle.consistency_proof(old, new, reader)
+
+
+def _verifier_of(signer: note.Signer) -> note.Verifier:
+    if isinstance(signer, note.Ed25519Signer):
+        return signer.verifier()
+    raise TypeError(f"the log signer must be an Ed25519Signer, got {type(signer).__name__}")
+
+
+def create_app(storage: LogStorage, config: LogConfig) -> Starlette:
+    service: LogService | None = None
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal service
+        service = LogService(storage, config)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=config.cosign_timeout)
+        ) as session:
+            task = asyncio.create_task(service.run(session))
+            try:
+                yield
+            finally:
+                task.cancel()
+                service._writer.shutdown(wait=True)
+                storage.close()
+
+    async def add(request: Request) -> Response:
+        assert service is not None
+        try:
+            body = await read_body(request, config.max_record + 1024)
+        except BodyTooLarge:
+            return problem(413, f"record too large (limit {config.max_record} bytes)")
+        try:
+            parsed, _ = note.open_note(body, config.publishers)
+        except NoteError as exc:
+            log.info("refused add: %s", exc)
+            return problem(403, "record must be signed by a release publisher key")
+        try:
+            decode_record(parsed.text)
+        except RecordError as exc:
+            return problem(400, f"malformed release record: {exc}")
+        try:
+            index = await service.add(parsed.text)
+        except StorageError as exc:
+            return problem(503, str(exc))
+        return Response(
+            json.dumps({"index": index, "size": service.sequencer.size}),
+            media_type="application/json",
+        )
+
+    async def checkpoint(request: Request) -> Response:
+        state = await run_in_threadpool(storage.state)
+        assert state is not None
+        return Response(
+            state.published,
+            media_type="text/plain; charset=utf-8",
+            headers={"cache-control": "no-store"},
+        )
+
+    async def tile(request: Request) -> Response:
+        path = "tile/" + request.path_params["rest"]
+        try:
+            parsed = tiles.parse_tile_path(path)
+        except MerkleError as exc:
+            return problem(404, f"not a tile path: {exc}")
+        if parsed.is_entries:
+            data = await run_in_threadpool(storage.read_bundle, parsed.index)
+            body = bundle_prefix(data, parsed.width) if data is not None else None
+        else:
+            data = await run_in_threadpool(storage.read_tile, parsed.level, parsed.index)
+            need = parsed.width * merkle.HASH_SIZE
+            body = data[:need] if data is not None and len(data) >= need else None
+        if body is None:
+            return problem(404, "no such tile")
+        return Response(body, media_type="application/octet-stream", headers=IMMUTABLE)
+
+    async def lookup(request: Request) -> Response:
+        try:
+            measurement = bytes.fromhex(request.path_params["measurement"])
+        except ValueError:
+            return problem(400, "measurement must be hex")
+        indices = await run_in_threadpool(storage.find_measurement, measurement)
+        return Response(json.dumps({"indices": indices}), media_type="application/json")
+
+    async def health(request: Request) -> Response:
+        return Response(b"ok\n", media_type="text/plain")
+
+    return Starlette(
+        routes=[
+            Route("/add", add, methods=["POST"]),
+            Route("/checkpoint", checkpoint, methods=["GET"]),
+            Route("/tile/{rest:path}", tile, methods=["GET"]),
+            Route("/lookup/{measurement}", lookup, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

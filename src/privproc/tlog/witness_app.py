@@ -1,0 +1,255 @@
+"""The witness service (c2sp.org/tlog-witness) over HTTP, and its key on disk.
+
+Routes (submission and monitoring prefix are both the root):
+
+- ``POST /add-checkpoint``: the spec's only call; see :mod:`privproc.tlog.witness` for the
+  statuses. Bodies over ``max_body`` (1 MiB by default) get 413 before being read whole.
+- ``GET /checkpoint/<url-encoded origin>``: monitoring, the latest cosigned state of a
+  configured log as ``text/plain`` ``"<size>\\n<base64 root hash>\\n"`` (unsigned; 404
+  for an unknown origin or one with nothing cosigned yet).
+- ``GET /healthz``: ``ok``.
+
+Threads: :meth:`Witness.add_checkpoint` and the store's reads run in Starlette's thread
+pool (``run_in_threadpool``), because they block on SQLite (an fsync per cosigned
+checkpoint) and verify Ed25519 signatures; the event loop never waits on disk. Their
+atomicity does not depend on the thread pool: it comes from the store's compare-and-set.
+
+Logs are content-free: the origin (only for configured logs), the sizes, the status and
+the time taken; never bodies, signatures, keys or client addresses.
+
+The witness key lives in ``<state>/witness.key`` (mode 0600) as a ``PRIVATE+KEY+...``
+signer key string of signature type 0x04 (cosignature/v1), created atomically with a
+random seed on first start; ``<state>/witness.vkey`` holds the matching verifier key
+string for operators to hand to the logs and clients that trust this witness.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from privproc.service import BodyTooLarge, problem, read_body
+from privproc.wire.checkpoint import CosignatureSigner, generate_cosigner
+from privproc.wire.errors import NoteError
+from privproc.wire.note import Verifier, check_key_name
+
+from .witness import Witness, WitnessResponse, WitnessStateStore
+
+__all__ = [
+    "KEY_FILE",
+    "VKEY_FILE",
+    "WitnessConfig",
+    "WitnessKeyError",
+    "create_app",
+    "load_or_create_witness_key",
+]
+
+log = logging.getLogger("privproc.witness")
+
+KEY_FILE = "witness.key"
+VKEY_FILE = "witness.vkey"
+
+
+class WitnessKeyError(Exception):
+    """The witness key file is unusable: unreadable, too open, malformed, or misnamed."""
+
+
+@dataclass
+class WitnessConfig:
+    """What :func:`create_app` needs; the caller owns (and closes) ``store``."""
+
+    signer: CosignatureSigner
+    logs: Mapping[str, Sequence[Verifier]]
+    store: WitnessStateStore
+    max_body: int = 1 << 20
+    clock: Callable[[], float] = field(default=time.time)
+
+
+# --------------------------------------------------------------------------- key file
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> bool:
+    """Create ``path`` with ``data`` atomically unless it exists; return whether it did.
+
+    The file is written and synced under a temporary name, then hard-linked into place,
+    which fails if another process created ``path`` first: readers never see a partial
+    file and an existing key is never replaced.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return True
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` atomically (temporary file, fsync, rename)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _read_key(path: Path, name: str) -> CosignatureSigner:
+    try:
+        mode = path.stat().st_mode & 0o777
+        data = path.read_bytes()
+    except OSError as exc:
+        raise WitnessKeyError(f"{path}: cannot read the witness key: {exc}") from None
+    if mode & 0o077:
+        raise WitnessKeyError(f"{path} is accessible by others (mode {mode:o}); expected 0600")
+    try:
+        text = data.decode("ascii").removesuffix("\n")
+        signer = CosignatureSigner.from_key(text)
+    except (UnicodeDecodeError, NoteError) as exc:
+        # The message never includes the key material.
+        raise WitnessKeyError(
+            f"{path}: malformed witness key ({type(exc).__name__}); expected a "
+            "PRIVATE+KEY+<name>+<hash>+<key> string of signature type 0x04"
+        ) from None
+    if signer.name != name:
+        raise WitnessKeyError(
+            f"{path} holds the key of witness {signer.name!r}, expected {name!r}: pass "
+            f"--name {signer.name} or use another state directory"
+        )
+    return signer
+
+
+def load_or_create_witness_key(
+    state_dir: Path,
+    name: str,
+    rand: Callable[[int], bytes] = os.urandom,
+) -> CosignatureSigner:
+    """The witness's cosignature/v1 key, created in ``state_dir`` on first start.
+
+    Reads ``state_dir/witness.key`` (which must have mode 0600 and be for key ``name``),
+    or creates it atomically from a 32-byte ``rand`` seed if absent; then (re)writes the
+    public ``state_dir/witness.vkey``. Raises :class:`WitnessKeyError`.
+    """
+    try:
+        check_key_name(name)
+    except NoteError as exc:
+        raise WitnessKeyError(f"witness name: {exc}") from None
+    state_dir = Path(state_dir)
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WitnessKeyError(f"cannot create the state directory {state_dir}: {exc}") from None
+    if not state_dir.is_dir():
+        raise WitnessKeyError(f"{state_dir} is not a directory")
+    path = state_dir / KEY_FILE
+    try:
+        if not path.exists():
+            seed = rand(32)
+            if len(seed) != 32:
+                raise WitnessKeyError(f"seed source returned {len(seed)} bytes, expected 32")
+            skey, _ = generate_cosigner(name, seed)
+            if _write_new(path, skey.encode("ascii") + b"\n", 0o600):
+                log.info("created a new witness key for %s", name)
+        signer = _read_key(path, name)
+        _replace(state_dir / VKEY_FILE, signer.verifier_key.encode("ascii") + b"\n", 0o644)
+    except OSError as exc:
+        raise WitnessKeyError(f"cannot write the witness key in {state_dir}: {exc}") from None
+    return signer
+
+
+# --------------------------------------------------------------------------- service
+
+
+def _to_response(answer: WitnessResponse) -> Response:
+    # The content type is set verbatim: Starlette would append a charset to text/* types,
+    # and the spec wants exactly text/x.tlog.size.
+    return Response(
+        answer.body, status_code=answer.status, headers={"content-type": answer.content_type}
+    )
+
+
+def create_app(config: WitnessConfig) -> Starlette:
+    """The witness's ASGI app (see the module docstring for routes and threading)."""
+    witness = Witness(config.signer, config.logs, config.store)
+    known = frozenset(witness.origins)
+
+    async def add_checkpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            body = await read_body(request, config.max_body)
+        except BodyTooLarge:
+            log.info("add-checkpoint refused: body over %d bytes, status=413", config.max_body)
+            return problem(413, f"request body exceeds {config.max_body} bytes")
+        now = int(config.clock())
+        answer = await run_in_threadpool(witness.add_checkpoint, body, now)
+        log.info(
+            "add-checkpoint origin=%s old=%s size=%s status=%d ms=%.1f",
+            answer.origin if answer.origin is not None else "-",
+            "-" if answer.old_size is None else answer.old_size,
+            "-" if answer.size is None else answer.size,
+            answer.status,
+            (time.perf_counter() - started) * 1000,
+        )
+        return _to_response(answer)
+
+    async def checkpoint(request: Request) -> Response:
+        origin = request.path_params["origin"]
+        if origin not in known:
+            return problem(404, "unknown log origin")
+        state = await run_in_threadpool(config.store.get, origin)
+        if state is None:
+            return problem(404, "nothing cosigned yet for this origin")
+        size, root = state
+        text = f"{size}\n{base64.b64encode(root).decode('ascii')}\n"
+        return Response(
+            text.encode("ascii"),
+            headers={"content-type": "text/plain; charset=utf-8", "cache-control": "no-store"},
+        )
+
+    async def health(request: Request) -> Response:
+        return Response(b"ok\n", headers={"content-type": "text/plain; charset=utf-8"})
+
+    return Starlette(
+        routes=[
+            Route("/add-checkpoint", add_checkpoint, methods=["POST"]),
+            Route("/checkpoint/{origin:path}", checkpoint, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+        ],
+    )
