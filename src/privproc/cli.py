@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--grace", type=float, default=24 * 3600.0, metavar="SECONDS",
                         help="how long the previous key stays accepted (default 86400)")
 
+    from privproc.tlog.cli import configure as configure_tlog
+
+    configure_tlog(sub)
+
     echo = service("echo", "Run a demo origin that answers with what it saw, as JSON.")
     echo.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
     echo.set_defaults(func=_cmd_echo)

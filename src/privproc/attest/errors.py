@@ -14,16 +14,23 @@ __all__ = [
     "CertificateValidityError",
     "ChipMismatchError",
     "DebugNotAllowedError",
+    "EvidenceFormatError",
+    "GpuEvidenceMissingError",
     "GpuMeasurementError",
+    "KeyExpiredError",
+    "KeyLifetimeError",
     "MeasurementNotAllowedError",
     "MigrationAgentNotAllowedError",
     "NonceMismatchError",
+    "PlatformError",
     "PlatformFlagError",
+    "PlatformMismatchError",
     "PolicyError",
     "ReportDataMismatchError",
     "ReportFormatError",
     "RevokedError",
     "SignatureError",
+    "SimulatedPlatformNotAllowedError",
     "TcbError",
     "TcbTooLowError",
     "UnsupportedVersionError",
@@ -109,3 +116,33 @@ class MigrationAgentNotAllowedError(PolicyError):
 
 class AbiVersionTooLowError(PolicyError):
     """The guest policy's minimum firmware ABI version is below the required one."""
+
+
+class EvidenceFormatError(ReportFormatError):
+    """An evidence bundle is malformed: bad magic, wrong field length, trailing bytes, ..."""
+
+
+class PlatformMismatchError(AttestationError):
+    """The bundle's platform label disagrees with the chain that signed its report."""
+
+
+class SimulatedPlatformNotAllowedError(PolicyError):
+    """The evidence comes from the simulated platform and the trust configuration does not
+    explicitly allow it (simulated evidence proves nothing about a TEE)."""
+
+
+class KeyExpiredError(PolicyError):
+    """The node key bound in the evidence has expired at the verification time."""
+
+
+class KeyLifetimeError(PolicyError):
+    """The node key's expiry lies further in the future than the policy allows."""
+
+
+class GpuEvidenceMissingError(PolicyError):
+    """The policy requires GPU evidence and the bundle carries none."""
+
+
+class PlatformError(Exception):
+    """A platform provider could not produce evidence (node side; not a verification
+    result): the TEE interface is missing, busy, or returned something unusable."""

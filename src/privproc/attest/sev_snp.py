@@ -7,6 +7,12 @@ report versions 2 to 5) and AMD's VCEK/VLEK certificate profile (extensions unde
 Trust flows one way: ARK (pinned) -> ASK/ASVK -> VCEK/VLEK -> report signature. The TCB
 that policy is evaluated against is the one *certified* in the VCEK/VLEK, never the
 report's self-declared one (the two must agree, or :class:`TcbError` is raised).
+
+A chain whose three common names all carry the ``SIMULATED-`` prefix (``SIMULATED-ARK-Milan``
+-> ``SIMULATED-SEV-Milan`` -> ``SIMULATED-SEV-VCEK``, made by
+:mod:`privproc.attest.simulated`) is checked exactly like AMD's, and is reported with
+``simulated=True``. Its root is never among the shipped AMD roots: it verifies only when a
+caller pins it explicitly.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from privproc.attest.errors import (
 __all__ = [
     "REPORT_SIZE",
     "SIGNED_SIZE",
+    "SIMULATED_PREFIX",
     "SUPPORTED_VERSIONS",
     "AmdChain",
     "ChainCache",
@@ -89,6 +96,7 @@ SIG_ALGO_ECDSA_P384_SHA384: Final = 1
 _SIG_COMPONENT_LEN: Final = 72  # R and S are each zero-extended to 72 bytes, little-endian
 _P384_SCALAR_LEN: Final = 48
 PRODUCTS: Final = ("Milan", "Genoa", "Turin")
+SIMULATED_PREFIX: Final = "SIMULATED-"  # common-name prefix of the simulated platform's chain
 
 _OID_PREFIX: Final = "1.3.6.1.4.1.3704.1."
 OID_STRUCT_VERSION: Final = x509.ObjectIdentifier(_OID_PREFIX + "1")
@@ -738,6 +746,7 @@ class AmdChain:
     tcb: TcbVersion
     not_before: datetime
     not_after: datetime
+    simulated: bool = False  # a SIMULATED-ARK-* chain (privproc.attest.simulated)
 
     def check_time(self, now: datetime) -> None:
         if now < self.not_before:
@@ -823,23 +832,26 @@ def verify_chain(leaf_cert: x509.Certificate | bytes | str,
     if root.issuer != root.subject:
         raise CertificateChainError(f"root {_cn(root.subject)!r} is not self-issued")
     ark_cn = _cn(root.subject)
-    if not ark_cn.startswith("ARK-") or ark_cn[4:] not in PRODUCTS:
+    # The simulated platform's chain carries the same names behind a SIMULATED- prefix.
+    pre = SIMULATED_PREFIX if ark_cn.startswith(SIMULATED_PREFIX) else ""
+    base_cn = ark_cn[len(pre):]
+    if not base_cn.startswith("ARK-") or base_cn[4:] not in PRODUCTS:
         raise CertificateChainError(
             f"root CN must be ARK-<product> with product in {PRODUCTS}, got {ark_cn!r}")
-    product = ark_cn[4:]
+    product = base_cn[4:]
     _verify_pss("ARK (self-signature)", root, root)
     if not _is_ca(root):
         raise CertificateChainError(f"{ark_cn} is not marked as a CA")
 
     ask_cn = _cn(ask.subject)
-    if ask_cn == f"SEV-{product}":
-        key_type, leaf_cn = SigningKey.VCEK, "SEV-VCEK"
-    elif ask_cn == f"SEV-VLEK-{product}":
-        key_type, leaf_cn = SigningKey.VLEK, "SEV-VLEK"
+    if ask_cn == f"{pre}SEV-{product}":
+        key_type, leaf_cn = SigningKey.VCEK, f"{pre}SEV-VCEK"
+    elif ask_cn == f"{pre}SEV-VLEK-{product}":
+        key_type, leaf_cn = SigningKey.VLEK, f"{pre}SEV-VLEK"
     else:
         raise CertificateChainError(
-            f"intermediate CN must be 'SEV-{product}' (ASK) or 'SEV-VLEK-{product}' (ASVK) "
-            f"under {ark_cn}, got {ask_cn!r}")
+            f"intermediate CN must be '{pre}SEV-{product}' (ASK) or '{pre}SEV-VLEK-{product}' "
+            f"(ASVK) under {ark_cn}, got {ask_cn!r}")
     _verify_pss(f"intermediate {ask_cn!r}", ask, root)
     if not _is_ca(ask):
         raise CertificateChainError(f"intermediate {ask_cn!r} is not marked as a CA")
@@ -874,6 +886,7 @@ def verify_chain(leaf_cert: x509.Certificate | bytes | str,
         tcb=tcb,
         not_before=max(c.not_valid_before_utc for c in (root, ask, leaf)),
         not_after=min(c.not_valid_after_utc for c in (root, ask, leaf)),
+        simulated=bool(pre),
     )
 
 
@@ -1068,6 +1081,7 @@ class VerifiedSnp:
     trusted_tcb: TcbVersion
     product: str
     signing_key: SigningKey = SigningKey.VCEK
+    simulated: bool = False  # signed by a SIMULATED-ARK-* chain: proves no TEE
 
 
 def _split_chain(certs: Sequence[x509.Certificate]
@@ -1145,4 +1159,4 @@ def verify_snp(report_bytes: bytes,  # noqa: PLR0917 - positional API as specifi
             f"certified by the {chain.key_type.name} ({chain.tcb}, raw {chain.tcb.raw:#018x})")
     check_policy(report, chain.tcb, policy)
     return VerifiedSnp(report=report, trusted_tcb=chain.tcb, product=chain.product,
-                       signing_key=chain.key_type)
+                       signing_key=chain.key_type, simulated=chain.simulated)

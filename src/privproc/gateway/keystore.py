@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from privproc.files import replace_file
 from privproc.wire import hpke, ohttp
 from privproc.wire.errors import HPKEError
 
@@ -104,22 +105,6 @@ def _decode(data: bytes, path: Path) -> KeyState:
     return KeyState(keys)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 @contextlib.contextmanager
 def _locked(state_dir: Path) -> Iterator[None]:
     fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -156,7 +141,7 @@ def load_or_create(state_dir: Path, now: float, rand: hpke.Rand = os.urandom) ->
         if (state_dir / KEYS_FILE).exists():
             return load(state_dir)
         state = KeyState((StoredKey(1, hpke.KeyPair.generate(rand), now, None),))
-        _write_atomically(state_dir / KEYS_FILE, _encode(state))
+        replace_file(state_dir / KEYS_FILE, _encode(state), 0o600)
         return state
 
 
@@ -192,5 +177,5 @@ def rotate(
             for k in live
         )
         state = KeyState((*kept, StoredKey(new_id, hpke.KeyPair.generate(rand), now, None)))
-        _write_atomically(state_dir / KEYS_FILE, _encode(state))
+        replace_file(state_dir / KEYS_FILE, _encode(state), 0o600)
         return state

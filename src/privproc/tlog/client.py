@@ -12,7 +12,6 @@ verification logic is independent of HTTP; :func:`http_fetcher` is the default.
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -20,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from privproc.files import replace_file
 from privproc.wire import merkle, note, tiles
 from privproc.wire.checkpoint import (
     Checkpoint,
@@ -113,14 +113,7 @@ class CheckpointStore:
             self._memory = checkpoint_note
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, checkpoint_note)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        replace_file(self.path, checkpoint_note, 0o600)
 
 
 def http_fetcher(base_url: str, timeout: float = 10.0) -> Fetch:
@@ -231,7 +224,11 @@ class LogClient:
             if root1 != root2:
                 raise MerkleError("same size, different root hashes")
             return
-        proof = [] if size1 == 0 else merkle.consistency_proof(size1, size2, self._reader(size2))
+        if size1 == 0:  # every tree extends the empty one, whose root is fixed
+            if root1 != merkle.EMPTY_ROOT:
+                raise MerkleError("a checkpoint of size 0 must carry the empty-tree root")
+            return
+        proof = merkle.consistency_proof(size1, size2, self._reader(size2))
         merkle.verify_consistency(size1, size2, proof, root1, root2)
 
     def entry(self, index: int, size: int) -> bytes:

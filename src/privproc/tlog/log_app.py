@@ -36,7 +36,7 @@ from privproc.wire.checkpoint import CosignatureVerifier, open_checkpoint
 from privproc.wire.errors import CheckpointError, MerkleError, NoteError
 
 from .record import RecordError, decode_record
-from .sequencer import Sequencer, bundle_prefix, read_stored_tile
+from .sequencer import Sequencer, read_public, read_stored_tile
 from .storage import LogStorage, StorageError
 from .witness_client import WitnessError, request_cosignature
 
@@ -269,16 +269,9 @@ def create_app(storage: LogStorage, config: LogConfig) -> Starlette:
     async def tile(request: Request) -> Response:
         path = "tile/" + request.path_params["rest"]
         try:
-            parsed = tiles.parse_tile_path(path)
+            body = await run_in_threadpool(read_public, storage, path)
         except MerkleError as exc:
             return problem(404, f"not a tile path: {exc}")
-        if parsed.is_entries:
-            data = await run_in_threadpool(storage.read_bundle, parsed.index)
-            body = bundle_prefix(data, parsed.width) if data is not None else None
-        else:
-            data = await run_in_threadpool(storage.read_tile, parsed.level, parsed.index)
-            need = parsed.width * merkle.HASH_SIZE
-            body = data[:need] if data is not None and len(data) >= need else None
         if body is None:
             return problem(404, "no such tile")
         return Response(body, media_type="application/octet-stream", headers=IMMUTABLE)

@@ -113,12 +113,12 @@ def decode_record(data: bytes) -> ReleaseRecord:
     lines = text[:-1].split("\n")
     if lines[0] != HEADER:
         raise RecordError(f"expected header {HEADER!r}, got {lines[0][:80]!r}")
-    if len(lines) < 7:
-        raise RecordError(f"record has {len(lines)} lines, expected at least 7")
+    if len(lines) < 6:
+        raise RecordError(f"record has {len(lines)} lines, expected at least 6")
     measurement = _hex("measurement", _field(lines[1], "measurement"))
     gpu: list[tuple[str, bytes]] = []
     index = 2
-    while lines[index].startswith("gpu "):
+    while index < len(lines) and lines[index].startswith("gpu "):
         parts = lines[index].split(" ")
         if len(parts) != 3:
             raise RecordError(f"gpu line must be 'gpu NAME HEX', got {lines[index][:80]!r}")

@@ -9,13 +9,12 @@ returns.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 from privproc.wire import merkle, note, tiles
 from privproc.wire.checkpoint import Checkpoint, parse_checkpoint
 
-from .record import RecordError, decode_record
+from .record import HEADER
 from .storage import Batch, LogStorage, StorageError
 
 
@@ -36,6 +35,34 @@ def bundle_prefix(data: bytes, width: int) -> bytes | None:
             return None
         pos += 2 + int.from_bytes(data[pos : pos + 2], "big")
     return data[:pos] if pos <= len(data) else None
+
+
+_MEASUREMENT_PREFIX = HEADER.encode() + b"\nmeasurement "
+
+
+def release_measurement(record: bytes) -> bytes | None:
+    """The measurement of a release record (cheaply: records were checked when added)."""
+    if not record.startswith(_MEASUREMENT_PREFIX):
+        return None
+    end = record.find(b"\n", len(_MEASUREMENT_PREFIX))
+    try:
+        return bytes.fromhex(record[len(_MEASUREMENT_PREFIX) : end].decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def read_public(storage: LogStorage, path: str) -> bytes | None:
+    """What the log serves at ``path`` (``checkpoint`` or a C2SP tile path), or None."""
+    if path == "checkpoint":
+        state = storage.state()
+        return None if state is None else state.published
+    parsed = tiles.parse_tile_path(path)  # raises MerkleError for anything else
+    if parsed.is_entries:
+        data = storage.read_bundle(parsed.index)
+        return bundle_prefix(data, parsed.width) if data is not None else None
+    data = storage.read_tile(parsed.level, parsed.index)
+    need = parsed.width * merkle.HASH_SIZE
+    return data[:need] if data is not None and len(data) >= need else None
 
 
 class Sequencer:
@@ -87,9 +114,9 @@ class Sequencer:
         self._add_bundles(batch, records)
         for i, (record, lh) in enumerate(zip(records, leaf_hashes, strict=True)):
             batch.leaves.append((lh, old_size + i))
-            # The log carries any entry; only release records are indexed.
-            with contextlib.suppress(RecordError):
-                batch.measurements.append((decode_record(record).measurement, old_size + i))
+            measurement = release_measurement(record)
+            if measurement is not None:  # the log carries any entry; releases are indexed
+                batch.measurements.append((measurement, old_size + i))
         text = Checkpoint(self.origin, new_size, new_range.root()).to_text()
         batch.checkpoint = note.sign_note(text, [self.signer])
         self.storage.write_batch(batch)

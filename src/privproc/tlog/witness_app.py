@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from privproc.files import replace_file, write_new_file
 from privproc.service import BodyTooLarge, problem, read_body
 from privproc.wire.checkpoint import CosignatureSigner, generate_cosigner
 from privproc.wire.errors import NoteError
@@ -78,57 +78,6 @@ class WitnessConfig:
 
 
 # --------------------------------------------------------------------------- key file
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> bool:
-    """Create ``path`` with ``data`` atomically unless it exists; return whether it did.
-
-    The file is written and synced under a temporary name, then hard-linked into place,
-    which fails if another process created ``path`` first: readers never see a partial
-    file and an existing key is never replaced.
-    """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return True
-
-
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    """Write ``path`` atomically (temporary file, fsync, rename)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
 
 
 def _read_key(path: Path, name: str) -> CosignatureSigner:
@@ -185,10 +134,10 @@ def load_or_create_witness_key(
             if len(seed) != 32:
                 raise WitnessKeyError(f"seed source returned {len(seed)} bytes, expected 32")
             skey, _ = generate_cosigner(name, seed)
-            if _write_new(path, skey.encode("ascii") + b"\n", 0o600):
+            if write_new_file(path, skey.encode("ascii") + b"\n", 0o600):
                 log.info("created a new witness key for %s", name)
         signer = _read_key(path, name)
-        _replace(state_dir / VKEY_FILE, signer.verifier_key.encode("ascii") + b"\n", 0o644)
+        replace_file(state_dir / VKEY_FILE, signer.verifier_key.encode("ascii") + b"\n", 0o644)
     except OSError as exc:
         raise WitnessKeyError(f"cannot write the witness key in {state_dir}: {exc}") from None
     return signer

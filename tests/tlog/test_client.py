@@ -1,0 +1,106 @@
+"""Client-side log verification: quorum, consistency, forks, offline proofs."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from privproc.tlog.client import (
+    CheckpointStore,
+    CheckpointVerificationError,
+    InclusionError,
+    LogClient,
+    LogForkError,
+    LogPolicy,
+    verify_inclusion_offline,
+)
+from privproc.tlog.sequencer import Sequencer
+from privproc.tlog.storage import SqliteStorage
+from privproc.wire import note
+from privproc.wire.checkpoint import CosignatureSigner
+
+from .helpers import LOG_SIGNER, ORIGIN, fetcher, release
+
+W1 = CosignatureSigner("w1.example", hashlib.sha256(b"w1").digest())
+W2 = CosignatureSigner("w2.example", hashlib.sha256(b"w2").digest())
+W3 = CosignatureSigner("w3.example", hashlib.sha256(b"w3").digest())
+
+
+def make_log(path: Path, records: list[bytes], cosigners: Sequence[CosignatureSigner] = ()
+             ) -> tuple[SqliteStorage, Sequencer]:
+    storage = SqliteStorage(path)
+    seq = Sequencer(storage, LOG_SIGNER, ORIGIN)
+    seq.integrate(records)
+    published = note.add_signatures(seq.checkpoint, [w.at(1_800_000_000) for w in cosigners])
+    storage.publish(seq.size, published)
+    return storage, seq
+
+
+def policy(quorum: int = 2) -> LogPolicy:
+    return LogPolicy.from_keys(LOG_SIGNER.verifier_key,
+                               [W1.verifier_key, W2.verifier_key, W3.verifier_key], quorum)
+
+
+def test_quorum_of_witnesses_is_required(tmp_path: Path) -> None:
+    storage, _ = make_log(tmp_path / "a.db", [release(0)], [W1])
+    with pytest.raises(CheckpointVerificationError, match=r"quorum|cosign"):
+        LogClient(fetcher(storage), policy(2)).update()
+    storage2, _ = make_log(tmp_path / "b.db", [release(0)], [W1, W3])
+    assert LogClient(fetcher(storage2), policy(2)).update().checkpoint.size == 1
+
+
+def test_unknown_log_key_is_refused(tmp_path: Path) -> None:
+    storage, _ = make_log(tmp_path / "a.db", [release(0)], [W1, W2])
+    other = note.Ed25519Signer(ORIGIN, bytes(32))
+    with pytest.raises(CheckpointVerificationError):
+        LogClient(fetcher(storage), LogPolicy.from_keys(other.verifier_key)).update()
+
+
+def test_fork_is_detected_with_both_checkpoints_as_evidence(tmp_path: Path) -> None:
+    honest, _ = make_log(tmp_path / "a.db", [release(i) for i in range(10)], [W1, W2])
+    records = [release(i) for i in range(5)] + [b"evil"] + [release(i) for i in range(6, 12)]
+    forked, _ = make_log(tmp_path / "b.db", records, [W1, W2])
+    store = CheckpointStore(tmp_path / "seen.checkpoint")
+    first = LogClient(fetcher(honest), policy(), store).update()
+    client = LogClient(fetcher(forked), policy(), store)
+    with pytest.raises(LogForkError) as err:
+        client.update()
+    assert err.value.first == first.note
+    assert err.value.second == fetcher(forked)("checkpoint")
+    assert store.load() == first.note  # the forked checkpoint was not adopted
+
+
+def test_same_size_different_root_is_a_fork(tmp_path: Path) -> None:
+    a, _ = make_log(tmp_path / "a.db", [release(0), release(1)], [W1, W2])
+    b, _ = make_log(tmp_path / "b.db", [release(0), release(2)], [W1, W2])
+    store = CheckpointStore(None)
+    LogClient(fetcher(a), policy(), store).update()
+    with pytest.raises(LogForkError, match="not consistent"):
+        LogClient(fetcher(b), policy(), store).update()
+
+
+def test_older_consistent_checkpoint_keeps_the_newer_one(tmp_path: Path) -> None:
+    storage, seq = make_log(tmp_path / "a.db", [release(i) for i in range(3)], [W1, W2])
+    old_note = fetcher(storage)("checkpoint")
+    store = CheckpointStore(None)
+    client = LogClient(fetcher(storage), policy(), store)
+    seq.integrate([release(i) for i in range(3, 40)])
+    storage.publish(seq.size, note.add_signatures(seq.checkpoint, [W1.at(1), W2.at(1)]))
+    assert client.update().checkpoint.size == 40
+    assert client.accept(old_note).checkpoint.size == 40
+
+
+def test_inclusion_proof_verifies_offline_and_fails_when_tampered(tmp_path: Path) -> None:
+    storage, _ = make_log(tmp_path / "a.db", [release(i) for i in range(300)], [W1, W2])
+    client = LogClient(fetcher(storage), policy())
+    proof = client.prove(257, client.update())
+    assert proof.record == release(257)
+    assert verify_inclusion_offline(proof, policy()).checkpoint.size == 300
+    bad = type(proof)(proof.index, release(258), proof.proof, proof.checkpoint)
+    with pytest.raises(InclusionError):
+        verify_inclusion_offline(bad, policy())
+    with pytest.raises(InclusionError, match="outside"):
+        client.entry(300, 300)
