@@ -34,8 +34,13 @@ HOST = "127.0.0.1"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "privproc.cli", *args], check=False, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "privproc.cli", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def vkey_from_log(service_log: str, prefix: str) -> str:
@@ -68,16 +73,36 @@ class LogStack:
         self.start_log(witness=False)
         self.log_vkey = vkey_from_log(sup.services["log"].log_text(), "log vkey")
         sup.stop("log")
-        sup.start("witness", ["witness", "serve", "--listen", f"{HOST}:{self.witness_port}",
-                              "--state", str(tmp / "witness"), "--log", self.log_vkey],
-                  self.witness_url)
+        sup.start(
+            "witness",
+            [
+                "witness",
+                "serve",
+                "--listen",
+                f"{HOST}:{self.witness_port}",
+                "--state",
+                str(tmp / "witness"),
+                "--log",
+                self.log_vkey,
+            ],
+            self.witness_url,
+        )
         self.witness_vkey = vkey_from_log(sup.services["witness"].log_text(), "witness vkey")
         self.start_log()
 
     def start_log(self, witness: bool = True, name: str = "log") -> None:
-        args = ["log", "serve", "--listen", f"{HOST}:{self.log_port}", "--state",
-                str(self.tmp / "log"), "--publisher", self.publisher.verifier_key,
-                "--batch-wait", "0.005"]
+        args = [
+            "log",
+            "serve",
+            "--listen",
+            f"{HOST}:{self.log_port}",
+            "--state",
+            str(self.tmp / "log"),
+            "--publisher",
+            self.publisher.verifier_key,
+            "--batch-wait",
+            "0.005",
+        ]
         if self.db:
             args += ["--db", self.db, "--db-schema", self.schema]
         if witness:
@@ -113,17 +138,40 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-un
 
 
 def test_release_add_cosign_and_audit_through_the_cli(stack: LogStack) -> None:
-    out = cli("release", "add", "--log", stack.url, "--key", str(stack.tmp / "pub.key"),
-              "--measurement", "ab" * 48, "--model-digest", "cd" * 32, "--version", "2.0.0",
-              "--source", "git:feedface")
+    out = cli(
+        "release",
+        "add",
+        "--log",
+        stack.url,
+        "--key",
+        str(stack.tmp / "pub.key"),
+        "--measurement",
+        "ab" * 48,
+        "--model-digest",
+        "cd" * 32,
+        "--version",
+        "2.0.0",
+        "--source",
+        "git:feedface",
+    )
     assert out.returncode == 0, out.stderr
     assert "at index 0" in out.stdout
     wait_published(stack, 1)
     client = LogClient(http_fetcher(stack.url), stack.policy)
     trusted = client.update()
     assert b"version 2.0.0" in client.prove(0, trusted).record
-    audit = cli("log", "audit", "--log", stack.url, "--vkey", stack.log_vkey,
-                "--witness-vkey", stack.witness_vkey, "--quorum", "1")
+    audit = cli(
+        "log",
+        "audit",
+        "--log",
+        stack.url,
+        "--vkey",
+        stack.log_vkey,
+        "--witness-vkey",
+        stack.witness_vkey,
+        "--quorum",
+        "1",
+    )
     assert audit.returncode == 0, audit.stderr
     assert "version=2.0.0" in audit.stdout and "audit OK" in audit.stdout
     assert "audited 1/1 entries" in audit.stderr
@@ -132,8 +180,11 @@ def test_release_add_cosign_and_audit_through_the_cli(stack: LogStack) -> None:
 def test_anonymous_or_foreign_writes_are_refused(stack: LogStack) -> None:
     async def run() -> list[int]:
         stranger = note.Ed25519Signer("releases.test", bytes(32))
-        bodies = [release(1), note.sign_note(release(1), [stranger]),
-                  stack.signed(b"not a record\n")]
+        bodies = [
+            release(1),
+            note.sign_note(release(1), [stranger]),
+            stack.signed(b"not a record\n"),
+        ]
         async with aiohttp.ClientSession() as s:
             statuses = []
             for body in bodies:
