@@ -124,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     configure_tlog(sub)
 
+    from privproc.attest import cli as attest_cli
+
+    attest = sub.add_parser("attest", help="Attestation evidence tools.")
+    attest_sub = attest.add_subparsers(dest="attest_action", required=True, metavar="ACTION")
+    verify = attest_sub.add_parser(
+        "verify", help="Verify an evidence bundle or an SEV-SNP report; exit 0/1."
+    )
+    attest_cli.configure_verify_parser(verify)
+    verify.set_defaults(func=attest_cli.run_verify)
+    measure = sub.add_parser("measure", help="Compute the launch measurement of a node release.")
+    attest_cli.configure_measure_parser(measure)
+    measure.set_defaults(func=attest_cli.run_measure)
+
     echo = service("echo", "Run a demo origin that answers with what it saw, as JSON.")
     echo.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
     echo.set_defaults(func=_cmd_echo)

@@ -27,7 +27,10 @@ Encoding (version 1); all integers big-endian, ``field`` = u32 length || bytes::
 Nothing may follow the last field, every length must fit, and a whole bundle is at most
 :data:`MAX_BUNDLE_SIZE` bytes. Decoding is therefore canonical: a bundle decodes to exactly
 one value and re-encodes to the same bytes, so the SHA-256 of the encoding
-(:attr:`VerifiedClaims.evidence_digest`) names the evidence unambiguously.
+(:attr:`VerifiedClaims.evidence_digest`) names exactly the bytes that were verified. (It is
+not a unique name for the *claims*: ECDSA signatures are malleable, so a third party can
+derive other valid encodings of the same evidence; receipts should keep the measurement
+and chip id too.)
 
 REPORT_DATA (64 bytes) is :func:`report_data_for` = SHA-512 over::
 
@@ -45,6 +48,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
@@ -153,6 +157,14 @@ def gpu_nonce_for(report_data: bytes) -> bytes:
 # ---------------------------------------------------------------------------------------
 
 
+def _check_der(what: str, cert: bytes) -> None:
+    # DER only (a DER certificate is a SEQUENCE): PEM would be a second encoding of the
+    # same evidence. Full parsing happens during verification.
+    if len(cert) < 2 or cert[0] != 0x30:
+        raise EvidenceFormatError(f"{what} must be a DER certificate (got {len(cert)} bytes "
+                                  f"starting {cert[:4].hex() or 'with nothing'})")
+
+
 @dataclass(frozen=True, slots=True)
 class GpuEvidence:
     """Hopper SPDM evidence (request||response bytes) and its certificate chain (DER,
@@ -168,8 +180,8 @@ class GpuEvidence:
             raise EvidenceFormatError(
                 f"GPU certificate chain must hold 1..{_MAX_GPU_CERTS} certificates, got "
                 f"{len(self.cert_chain)}")
-        if any(not c for c in self.cert_chain):
-            raise EvidenceFormatError("GPU certificate chain holds an empty certificate")
+        for i, cert in enumerate(self.cert_chain):
+            _check_der(f"GPU certificate {i}", cert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +201,7 @@ class EvidenceParts:
                 f"CPU report must be {sev_snp.REPORT_SIZE:#x} bytes, got "
                 f"{len(self.cpu_report):#x}")
         for name in ("leaf_cert", "ask_cert", "ark_cert"):
-            if not getattr(self, name):
-                raise EvidenceFormatError(f"{name} is empty")
+            _check_der(name, getattr(self, name))
 
 
 class PlatformProvider(Protocol):
@@ -414,7 +425,7 @@ class EvidencePolicy:
 
     snp: SnpPolicy = field(default_factory=SnpPolicy)
     require_gpu: bool = False
-    gpu_reference: Mapping[int, frozenset[bytes]] = field(
+    gpu_reference: Mapping[int, AbstractSet[bytes]] = field(
         default_factory=lambda: MappingProxyType({}))
     max_key_validity: int | None = DEFAULT_MAX_KEY_VALIDITY
 

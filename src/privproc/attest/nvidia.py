@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from privproc.attest.certcheck import CERT_PARSE_ERRORS, check_unsigned_parts, parsed_certificate
 from privproc.attest.errors import (
     CertificateChainError,
     CertificateValidityError,
@@ -319,10 +320,12 @@ def _load_chain(chain: bytes | str | Sequence[x509.Certificate]) -> list[x509.Ce
     if isinstance(chain, bytes | str):
         raw = chain.encode("ascii", "replace") if isinstance(chain, str) else chain
         try:
-            return x509.load_pem_x509_certificates(raw)
-        except ValueError as exc:
+            certs = x509.load_pem_x509_certificates(raw)
+        except CERT_PARSE_ERRORS as exc:
             raise CertificateChainError(f"cannot parse the GPU certificate chain: {exc}") from None
-    return list(chain)
+    else:
+        certs = list(chain)
+    return [parsed_certificate(c, f"GPU certificate {i}") for i, c in enumerate(certs)]
 
 
 def verify_nvidia_chain(chain: bytes | str | Sequence[x509.Certificate],
@@ -357,6 +360,7 @@ def verify_nvidia_chain(chain: bytes | str | Sequence[x509.Certificate],
     for i, cert in enumerate(certs):
         issuer = certs[i + 1] if i + 1 < len(certs) else cert  # root: self-signed
         what = f"certificate {i} ({_cn(cert.subject)!r})"
+        check_unsigned_parts(cert, what)
         if i > 0:
             try:
                 bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
+from privproc.attest.certcheck import CERT_PARSE_ERRORS, check_unsigned_parts, parsed_certificate
 from privproc.attest.errors import (
     AbiVersionTooLowError,
     CertificateChainError,
@@ -76,12 +77,14 @@ __all__ = [
     "TcbVersion",
     "TrustRoots",
     "VerifiedSnp",
+    "amd_ark",
     "amd_intermediates",
     "amd_trust_roots",
     "certified_tcb",
     "check_policy",
     "der_blobs",
     "load_certificate",
+    "leaf_product",
     "load_certificates",
     "parse_report",
     "verify_chain",
@@ -468,7 +471,7 @@ def verify_report_signature(report_bytes: bytes,
 
 
 def load_certificate(data: bytes | str | x509.Certificate) -> x509.Certificate:
-    """Load one certificate from DER or PEM (str or bytes).
+    """Load one certificate from DER or PEM (str or bytes), fully parsed.
 
     AMD's VCEK/VLEK carry serial number 0, which cryptography reports with a
     CryptographyDeprecationWarning; that one warning is silenced here.
@@ -481,10 +484,12 @@ def load_certificate(data: bytes | str | x509.Certificate) -> x509.Certificate:
                                 category=CryptographyDeprecationWarning)
         try:
             if raw.lstrip().startswith(b"-----BEGIN"):
-                return x509.load_pem_x509_certificate(raw)
-            return x509.load_der_x509_certificate(raw)
-        except ValueError as exc:
+                cert = x509.load_pem_x509_certificate(raw)
+            else:
+                cert = x509.load_der_x509_certificate(raw)
+        except CERT_PARSE_ERRORS as exc:
             raise CertificateChainError(f"cannot parse certificate: {exc}") from None
+        return parsed_certificate(cert)
 
 
 def load_certificates(data: bytes | str | x509.Certificate
@@ -499,9 +504,10 @@ def load_certificates(data: bytes | str | x509.Certificate
                 warnings.filterwarnings("ignore", message=_SERIAL_WARNING,
                                         category=CryptographyDeprecationWarning)
                 try:
-                    return x509.load_pem_x509_certificates(raw)
-                except ValueError as exc:
+                    certs = x509.load_pem_x509_certificates(raw)
+                except CERT_PARSE_ERRORS as exc:
                     raise CertificateChainError(f"cannot parse PEM bundle: {exc}") from None
+                return [parsed_certificate(c) for c in certs]
         return [load_certificate(raw)]
     out: list[x509.Certificate] = []
     for item in data:
@@ -580,6 +586,7 @@ def _verify_pss(what: str, cert: x509.Certificate, issuer: x509.Certificate) -> 
         raise CertificateChainError(
             f"{what}: issuer is {cert.issuer.rfc4514_string()!r}, expected "
             f"{issuer.subject.rfc4514_string()!r}")
+    check_unsigned_parts(cert, what)  # no variant encodings of a valid certificate
     try:
         _check_pss_declared(what, cert.signature_algorithm_oid, cert.signature_hash_algorithm)
     except UnsupportedAlgorithm as exc:
@@ -733,6 +740,21 @@ def amd_intermediates(product: str, key_type: SigningKey = SigningKey.VCEK
         raise ValueError(f"unknown product {product!r}, expected one of {PRODUCTS}")
     prefix = "ask" if key_type is SigningKey.VCEK else "asvk"
     return _read_pem("amd", f"{prefix}_{product.lower()}.pem")[0]
+
+
+@cache
+def amd_ark(product: str) -> x509.Certificate:
+    """The shipped ARK of a product (one of :data:`PRODUCTS`)."""
+    if product not in PRODUCTS:
+        raise ValueError(f"unknown product {product!r}, expected one of {PRODUCTS}")
+    return _read_pem("amd", f"ark_{product.lower()}.pem")[0]
+
+
+def leaf_product(leaf: bytes | str | x509.Certificate) -> str | None:
+    """The product (Milan, Genoa, Turin) a VCEK/VLEK's productName extension names, if any."""
+    name = _product_name(load_certificate(leaf))
+    product = None if name is None else name.split("-")[0]
+    return product if product in PRODUCTS else None
 
 
 @dataclass(frozen=True, slots=True)

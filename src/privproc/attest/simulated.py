@@ -90,13 +90,13 @@ DEFAULT_GPU_MEASUREMENTS: Final[Mapping[int, bytes]] = {
 }
 _VALIDITY: Final = timedelta(days=3650)
 
-_WARNING: Final = """\
-**************************************************************************************
-*  WARNING: trusting the SIMULATED attestation root (privproc simulated platform).    *
-*  Evidence signed by it proves NOTHING: there is no TEE, and whoever runs the node  *
-*  can read every request. Use it only for development and tests, never in service.  *
-**************************************************************************************
-"""
+_WARNING_LINES: Final = (
+    "WARNING: trusting the SIMULATED attestation root (privproc simulated platform).",
+    "Evidence signed by it proves NOTHING: there is no TEE, and whoever runs the node",
+    "can read every request. Use it only for development and tests, never in service.",
+)
+_WARNING: Final = "".join(
+    [f"{'*' * 88}\n", *(f"*  {line:<82}  *\n" for line in _WARNING_LINES), f"{'*' * 88}\n"])
 
 
 def warn_simulated(stream: TextIO | None = None) -> None:

@@ -1,0 +1,74 @@
+"""The double-spend store for Privacy Pass tokens, shared by all gateway replicas.
+
+``spend(token_id, expires_at)`` records a token and says whether it was the first spend.
+Records live until the issuing key's end of life, after which the token is refused by
+the key check anyway. An unreachable store raises :class:`SpendStoreUnavailable`, which
+the gateway answers with 503: it never admits a token it could not record.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Protocol
+
+
+class SpendStoreUnavailable(Exception):
+    """The store could not be reached or written."""
+
+
+class SpendStore(Protocol):
+    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteSpendStore:
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                     timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS spent (token_id BLOB PRIMARY KEY,"
+                           " expires_at INTEGER NOT NULL)")
+        self._spends = 0
+
+    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
+        with self._lock:
+            try:
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO spent (token_id, expires_at) VALUES (?, ?)",
+                    (token_id, expires_at),
+                )
+                self._spends += 1
+                if self._spends % 1000 == 0:
+                    self._conn.execute("DELETE FROM spent WHERE expires_at < ?", (int(now),))
+            except sqlite3.Error as exc:
+                raise SpendStoreUnavailable(f"spend database error: {exc}") from None
+            return cur.rowcount == 1
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class RedisSpendStore:
+    """``SET key 1 NX EXAT expires_at``: atomic across replicas."""
+
+    def __init__(self, url: str, prefix: str = "privproc:spent:") -> None:
+        import redis
+
+        self._redis_error = redis.RedisError
+        self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._prefix = prefix.encode()
+
+    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
+        exat = max(int(expires_at), int(now) + 1)
+        try:
+            return bool(self._client.set(self._prefix + token_id, b"1", nx=True, exat=exat))
+        except self._redis_error as exc:
+            raise SpendStoreUnavailable(f"redis spend store: {exc}") from None
+
+    def close(self) -> None:
+        self._client.close()
