@@ -58,9 +58,23 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     from privproc.service import serve, setup_logging
 
     setup_logging("gateway", args.log_level.upper())
+    redemption = None
+    if args.issuer_keys is not None:
+        from privproc.gateway.redeem import RedemptionConfig
+        from privproc.gateway.spend import RedisSpendStore, SpendStore, SqliteSpendStore
+
+        args.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store: SpendStore = (RedisSpendStore(args.redis) if args.redis
+                             else SqliteSpendStore(args.state / "spent-tokens.db"))
+        redemption = RedemptionConfig(
+            issuer_keys=args.issuer_keys, issuer_name=args.issuer_name,
+            origin_name=args.origin_name, spend_store=store,
+            redemption_context=bytes.fromhex(args.redemption_context),
+        )
     config = GatewayConfig(
         state_dir=args.state, upstream=args.upstream, max_body=args.max_body,
         replay_window=args.replay_window, upstream_timeout=args.timeout,
+        redemption=redemption,
     )
     try:
         app = create_app(config)
@@ -111,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="accepted clock difference of the inner Date (default 60)")
     gateway.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                          help="upstream timeout")
+    gateway.add_argument("--issuer-keys", type=Path, metavar="DIR",
+                         help="require Privacy Pass tokens from the issuer whose key "
+                              "directory this is (type 0x0001 needs its secret)")
+    gateway.add_argument("--issuer-name", default="issuer.privproc.local",
+                         help="the issuer name in the token challenge")
+    gateway.add_argument("--origin-name", default="gateway.privproc.local",
+                         help="the origin name in the token challenge")
+    gateway.add_argument("--redemption-context", default="", metavar="HEX",
+                         help="32-byte redemption context of the challenge (default none)")
+    gateway.add_argument("--redis", metavar="URL",
+                         help="double-spend store in Redis, shared by gateway replicas "
+                              "(default: SQLite in --state)")
     gateway.set_defaults(func=_cmd_gateway, action=None)
     gateway_sub = gateway.add_subparsers(dest="action", metavar="ACTION")
     rotate = gateway_sub.add_parser(
@@ -123,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     from privproc.tlog.cli import configure as configure_tlog
 
     configure_tlog(sub)
+
+    from privproc.issuer.cli import configure as configure_issuer
+
+    configure_issuer(sub)
 
     from privproc.attest import cli as attest_cli
 

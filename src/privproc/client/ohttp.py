@@ -8,6 +8,7 @@ uses against replay.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -22,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from privproc.wire import bhttp, hpke, ohttp
+from privproc.wire import privacypass as pp
 from privproc.wire.errors import BinaryHttpError, HPKEError, KeyConfigError, OHTTPError
 
 from .errors import (
@@ -31,6 +33,7 @@ from .errors import (
     ResponseError,
     TransportError,
 )
+from .tokens import TokenWallet, pick_challenge
 
 Headers = Sequence[tuple[bytes, bytes]]
 
@@ -109,14 +112,37 @@ class _Base:
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
         rand: hpke.Rand = os.urandom,
+        tokens: TokenWallet | None = None,
+        challenge: pp.TokenChallenge | None = None,
     ) -> None:
         self.relay_url = relay_url
+        self.tokens = tokens
+        self.challenge = challenge
         self.keys_url = keys_url or urljoin(relay_url, "/ohttp-keys")
         self.authority = authority or (urlsplit(relay_url).netloc or "localhost")
         self.timeout = timeout
         self._clock = clock
         self._rand = rand
         self._config: ohttp.KeyConfig | None = None
+
+    def _with_token(self, headers: Headers, token: pp.Token | None) -> list[tuple[bytes, bytes]]:
+        out = list(headers)
+        if token is not None:
+            out.append((b"authorization", pp.format_authorization(token).encode()))
+        return out
+
+    def _wants_new_token(self, response: bhttp.Response) -> bool:
+        """On a 401 with a PrivateToken challenge, adopt it so the next try carries a token."""
+        if response.status != 401 or self.tokens is None:
+            return False
+        value = next((f.value for f in response.headers if f.name == b"www-authenticate"), None)
+        if value is None:
+            return False
+        challenge = pick_challenge(value.decode("latin-1"), self.tokens.token_type)
+        if challenge is None:
+            return False
+        self.challenge = challenge
+        return True
 
 
 class OHTTPClient(_Base):
@@ -149,17 +175,29 @@ class OHTTPClient(_Base):
     def request(
         self, method: str, path: str, *, headers: Headers = (), content: bytes = b""
     ) -> bhttp.Response:
-        """Send one request through the relay; refetches the key once on a 422."""
-        for attempt in range(2):
+        """Send one request through the relay.
+
+        Refetches the gateway key once on a 422, and, with a token wallet, answers a 401
+        token challenge once with a fresh token.
+        """
+        refreshed = retried = False
+        while True:
+            token = (self.tokens.take(self.challenge)
+                     if self.tokens is not None and self.challenge is not None else None)
             sealed, ctx = seal_request(
-                self.key_config(refresh=attempt > 0), method, path, authority=self.authority,
-                headers=headers, content=content, now=self._clock(), rand=self._rand,
+                self.key_config(refresh=refreshed), method, path, authority=self.authority,
+                headers=self._with_token(headers, token), content=content, now=self._clock(),
+                rand=self._rand,
             )
             status, ctype, body = self._post(sealed)
-            if status == 422 and attempt == 0:
+            if status == 422 and not refreshed:
+                refreshed = True
                 continue
-            return open_response(ctx, status, ctype, body)
-        raise AssertionError("unreachable")
+            response = open_response(ctx, status, ctype, body)
+            if not retried and self._wants_new_token(response):
+                retried = True
+                continue
+            return response
 
 
 class AsyncOHTTPClient(_Base):
@@ -178,10 +216,12 @@ class AsyncOHTTPClient(_Base):
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
         rand: hpke.Rand = os.urandom,
+        tokens: TokenWallet | None = None,
+        challenge: pp.TokenChallenge | None = None,
         local_addr: tuple[str, int] | None = None,
     ) -> None:
         super().__init__(relay_url, keys_url, authority=authority, timeout=timeout,
-                         clock=clock, rand=rand)
+                         clock=clock, rand=rand, tokens=tokens, challenge=challenge)
         self._local_addr = local_addr
         self._session: aiohttp.ClientSession | None = None
 
@@ -237,15 +277,24 @@ class AsyncOHTTPClient(_Base):
     async def request(
         self, method: str, path: str, *, headers: Headers = (), content: bytes = b""
     ) -> bhttp.Response:
-        """Send one request through the relay; refetches the key once on a 422."""
-        for attempt in range(2):
-            config = await self.key_config(refresh=attempt > 0)
+        """Send one request through the relay (same retries as :meth:`OHTTPClient.request`)."""
+        refreshed = retried = False
+        while True:
+            token = None
+            if self.tokens is not None and self.challenge is not None:
+                token = await asyncio.to_thread(self.tokens.take, self.challenge)
+            config = await self.key_config(refresh=refreshed)
             sealed, ctx = seal_request(
-                config, method, path, authority=self.authority, headers=headers,
-                content=content, now=self._clock(), rand=self._rand,
+                config, method, path, authority=self.authority,
+                headers=self._with_token(headers, token), content=content,
+                now=self._clock(), rand=self._rand,
             )
             status, ctype, body = await self.post_sealed(sealed)
-            if status == 422 and attempt == 0:
+            if status == 422 and not refreshed:
+                refreshed = True
                 continue
-            return open_response(ctx, status, ctype, body)
-        raise AssertionError("unreachable")
+            response = open_response(ctx, status, ctype, body)
+            if not retried and self._wants_new_token(response):
+                retried = True
+                continue
+            return response

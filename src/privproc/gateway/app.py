@@ -30,6 +30,7 @@ from privproc.wire import bhttp, ohttp
 from privproc.wire.errors import BinaryHttpError, DecryptError, UnknownKeyError
 
 from . import keystore
+from .redeem import Redeemer, RedemptionConfig
 from .replay import ReplayGuard, Verdict, parse_http_date
 
 log = logging.getLogger("privproc.gateway")
@@ -54,6 +55,7 @@ class GatewayConfig:
     max_body: int = 1 << 20
     replay_window: float = 60.0
     upstream_timeout: float = 30.0
+    redemption: RedemptionConfig | None = None
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -107,6 +109,7 @@ def _inner_problem(status: int, title: str, type_: str, now: float) -> bhttp.Res
 def create_app(config: GatewayConfig) -> Starlette:
     keys = KeyCache(config.state_dir, config.clock)
     replay = ReplayGuard(config.replay_window)
+    redeemer = Redeemer(config.redemption) if config.redemption is not None else None
     upstream = config.upstream.rstrip("/")
     session: aiohttp.ClientSession | None = None
 
@@ -200,6 +203,11 @@ def create_app(config: GatewayConfig) -> Starlette:
         if verdict is Verdict.REPLAYED:
             log.info("refused: replayed request")
             return problem(400, "replayed request")
+        if redeemer is not None:
+            inner, refusal = await redeemer.redeem(inner, now)
+            if refusal is not None:
+                log.info("refused: %s", refusal.reason)
+                return _sealed(ctx, refusal.response)
         answer = await forward(inner)
         log.info(
             "ok: status=%d in=%d out=%d ms=%.1f",

@@ -54,7 +54,7 @@ class SqliteSpendStore:
 
 
 class RedisSpendStore:
-    """``SET key 1 NX EXAT expires_at``: atomic across replicas."""
+    """``SET key 1 NX EX ttl``: atomic across replicas (the TTL runs to the key's end)."""
 
     def __init__(self, url: str, prefix: str = "privproc:spent:") -> None:
         import redis
@@ -64,9 +64,9 @@ class RedisSpendStore:
         self._prefix = prefix.encode()
 
     def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
-        exat = max(int(expires_at), int(now) + 1)
+        ttl = max(1, int(expires_at - now))
         try:
-            return bool(self._client.set(self._prefix + token_id, b"1", nx=True, exat=exat))
+            return bool(self._client.set(self._prefix + token_id, b"1", nx=True, ex=ttl))
         except self._redis_error as exc:
             raise SpendStoreUnavailable(f"redis spend store: {exc}") from None
 

@@ -1,0 +1,107 @@
+"""Privacy Pass redemption inside the OHTTP layer (so the relay never sees a token).
+
+Each inner request must carry ``Authorization: PrivateToken token=...`` for the
+gateway's challenge (its issuer name, origin name and optional redemption context). The
+token is verified against the issuer's accepted keys (the current ones and those in
+their rotation overlap) and recorded in the double-spend store before the request goes
+on. A missing, malformed, wrong-key or already-spent token gets 401 with a fresh
+challenge; a store that cannot be reached gets 503 (never admit what was not recorded).
+The ``Authorization`` field is removed before the request is forwarded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+
+from privproc.issuer.keystore import DEFAULT_OVERLAP, KeyFileCache
+from privproc.wire import bhttp
+from privproc.wire import privacypass as pp
+
+from .spend import SpendStore, SpendStoreUnavailable
+
+log = logging.getLogger("privproc.gateway")
+
+
+@dataclass(frozen=True)
+class RedemptionConfig:
+    issuer_keys: Path  # the issuer's key directory (type 0x0001 needs its secret)
+    issuer_name: str
+    origin_name: str
+    spend_store: SpendStore
+    redemption_context: bytes = b""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    response: bhttp.Response
+    reason: str
+
+
+class Redeemer:
+    def __init__(self, config: RedemptionConfig) -> None:
+        self.config = config
+        self.keys = KeyFileCache(config.issuer_keys)
+        self.challenges = {
+            t: pp.TokenChallenge(t, config.issuer_name, config.redemption_context,
+                                 [config.origin_name])
+            for t in (pp.TOKEN_TYPE_VOPRF, pp.TOKEN_TYPE_BLIND_RSA)
+        }
+
+    def challenge_header(self) -> bytes:
+        keys = self.keys.get()
+        pairs = [(challenge, keys.current(t).token_key) for t, challenge in
+                 sorted(self.challenges.items(), reverse=True)]
+        return pp.format_www_authenticate(pairs).encode()
+
+    def _refuse(self, status: int, title: str) -> Refusal:
+        headers = [bhttp.Field(b"content-type", b"application/problem+json")]
+        if status == 401:
+            headers.append(bhttp.Field(b"www-authenticate", self.challenge_header()))
+        body = json.dumps({"title": title, "status": status}).encode()
+        return Refusal(bhttp.Response(status=status, headers=tuple(headers), content=body),
+                       title)
+
+    async def redeem(self, inner: bhttp.Request, now: float
+                     ) -> tuple[bhttp.Request, Refusal | None]:
+        """Check and spend the request's token; returns the request to forward."""
+        values = [f.value for f in inner.headers if f.name == b"authorization"]
+        forwarded = bhttp.Request(
+            method=inner.method, scheme=inner.scheme, authority=inner.authority,
+            path=inner.path, content=inner.content, trailers=inner.trailers,
+            headers=tuple(f for f in inner.headers if f.name != b"authorization"),
+        )
+        if len(values) != 1:
+            return forwarded, self._refuse(401, "a Privacy Pass token is required")
+        try:
+            token = pp.parse_authorization(values[0].decode("latin-1"))
+        except pp.PrivacyPassError:
+            return forwarded, self._refuse(401, "malformed Privacy Pass token")
+        challenge = self.challenges.get(token.token_type)
+        accepted = self.keys.get().accepted(now)
+        key = accepted.get(token.token_key_id)
+        if challenge is None or key is None or key.token_type != token.token_type:
+            return forwarded, self._refuse(401, "token from an unknown issuer key")
+        try:
+            await run_in_threadpool(pp.verify_token, token,
+                                    {key.key_id: key.verification_key}, challenge=challenge)
+        except pp.PrivacyPassError:
+            return forwarded, self._refuse(401, "invalid Privacy Pass token")
+        token_id = hashlib.sha256(
+            token.token_type.to_bytes(2, "big") + token.token_key_id + token.nonce
+        ).digest()
+        expires = key.retire_at if key.retire_at is not None else int(now) + DEFAULT_OVERLAP
+        try:
+            first = await run_in_threadpool(self.config.spend_store.spend, token_id,
+                                            expires, now)
+        except SpendStoreUnavailable as exc:
+            log.warning("double-spend store unavailable: %s", exc)
+            return forwarded, self._refuse(503, "token store unavailable")
+        if not first:
+            return forwarded, self._refuse(401, "token already spent")
+        return forwarded, None

@@ -1,0 +1,133 @@
+"""``privproc issuer`` commands: serve, rotate-keys, account-keygen, mint-account-token."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from privproc.service import Listen
+from privproc.wire import note
+from privproc.wire.errors import NoteError
+
+
+def _listen(value: str) -> Listen:
+    try:
+        return Listen.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _static(value: str) -> tuple[str, str]:
+    token, sep, account = value.partition("=")
+    if not sep or not token or not account:
+        raise argparse.ArgumentTypeError(f"expected TOKEN=ACCOUNT, got {value[:40]!r}")
+    return token, account
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from privproc.service import serve, setup_logging
+
+    from .accounts import AccountVerifier, SignedBearerVerifier, StaticAccountVerifier
+    from .app import IssuerConfig, create_app
+    from .keystore import IssuerKeyError
+    from .quota import QuotaStore, RedisQuota, SqliteQuota
+
+    setup_logging("issuer", args.log_level.upper())
+    if not args.account_key and not args.static_account:
+        print("privproc issuer serve: give --account-key VKEY (the account service's key) "
+              "or --static-account TOKEN=ACCOUNT", file=sys.stderr)
+        return 2
+    try:
+        accounts: AccountVerifier = (
+            SignedBearerVerifier([note.Ed25519Verifier.from_key(k) for k in args.account_key])
+            if args.account_key else StaticAccountVerifier(dict(args.static_account))
+        )
+    except NoteError as exc:
+        print(f"privproc issuer serve: --account-key: {exc}", file=sys.stderr)
+        return 2
+    args.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    quota: QuotaStore = (RedisQuota(args.redis) if args.redis
+                         else SqliteQuota(args.state / "quota.db"))
+    config = IssuerConfig(state_dir=args.state, accounts=accounts, quota=quota,
+                          limit=args.quota, period=args.period)
+    try:
+        app = create_app(config)
+    except IssuerKeyError as exc:
+        print(f"privproc issuer serve: {exc}", file=sys.stderr)
+        return 1
+    serve(app, args.listen, args.log_level)
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from .keystore import IssuerKeyError, rotate
+
+    try:
+        keys = rotate(args.state, int(time.time()), args.overlap)
+    except IssuerKeyError as exc:
+        print(f"privproc issuer rotate-keys: {exc}", file=sys.stderr)
+        return 1
+    for k in keys.keys:
+        state = "current" if k.retire_at is None else f"accepted until {k.retire_at}"
+        print(f"type 0x{k.token_type:04x} key {k.key_id.hex()[:16]}... {state}")
+    return 0
+
+
+def _account_keygen(args: argparse.Namespace) -> int:
+    from privproc.tlog.keys import KeyFileError, create_signer
+
+    try:
+        signer = create_signer(args.out, args.name)
+    except KeyFileError as exc:
+        print(f"privproc issuer account-keygen: {exc}", file=sys.stderr)
+        return 1
+    print(signer.verifier_key)
+    return 0
+
+
+def _mint(args: argparse.Namespace) -> int:
+    from privproc.tlog.keys import KeyFileError, read_signer
+
+    from .accounts import mint_account_token
+
+    try:
+        signer = read_signer(args.key)
+    except KeyFileError as exc:
+        print(f"privproc issuer mint-account-token: {exc}", file=sys.stderr)
+        return 1
+    print(mint_account_token(signer, args.account, int(time.time()) + args.ttl))
+    return 0
+
+
+def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    issuer = sub.add_parser("issuer", help="Run the Privacy Pass issuer, or manage its keys.")
+    actions = issuer.add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = actions.add_parser("serve", help="Serve the issuer directory and token requests.")
+    serve.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
+    serve.add_argument("--state", type=Path, required=True, metavar="DIR")
+    serve.add_argument("--redis", metavar="URL", help="count quotas in Redis (many replicas)")
+    serve.add_argument("--account-key", action="append", default=[], metavar="VKEY",
+                       help="verifier key of the app's account service (repeatable)")
+    serve.add_argument("--static-account", action="append", default=[], type=_static,
+                       metavar="TOKEN=ACCOUNT", help="a fixed bearer token (tests, demos)")
+    serve.add_argument("--quota", type=int, default=200, help="tokens per account per period")
+    serve.add_argument("--period", type=int, default=86400, metavar="SECONDS")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+    rotate = actions.add_parser("rotate-keys", help="New keys; old ones kept for the overlap.")
+    rotate.add_argument("--state", type=Path, required=True, metavar="DIR")
+    rotate.add_argument("--overlap", type=int, default=7 * 86400, metavar="SECONDS")
+    rotate.set_defaults(func=_rotate)
+    keygen = actions.add_parser("account-keygen", help="Make an account-service signing key.")
+    keygen.add_argument("--name", required=True)
+    keygen.add_argument("--out", type=Path, required=True, metavar="FILE")
+    keygen.set_defaults(func=_account_keygen)
+    mint = actions.add_parser("mint-account-token",
+                              help="Mint an account bearer token (the account service's job).")
+    mint.add_argument("--key", type=Path, required=True, metavar="FILE")
+    mint.add_argument("--account", required=True)
+    mint.add_argument("--ttl", type=int, default=3600, metavar="SECONDS")
+    mint.set_defaults(func=_mint)
