@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -71,10 +72,19 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
             origin_name=args.origin_name, spend_store=store,
             redemption_context=bytes.fromhex(args.redemption_context),
         )
+    directory = None
+    if args.node_directory:
+        from privproc.gateway.app import DirectoryConfig
+        from privproc.gateway.directory import MemoryRegistry, NodeRegistry, RedisRegistry
+
+        registry: NodeRegistry = RedisRegistry(args.redis) if args.redis else MemoryRegistry()
+        directory = DirectoryConfig(registry=registry, ttl=args.node_ttl,
+                                    window=args.directory_window, subset=args.directory_size,
+                                    node_token=os.environ.get("PRIVPROC_NODE_TOKEN"))
     config = GatewayConfig(
         state_dir=args.state, upstream=args.upstream, max_body=args.max_body,
         replay_window=args.replay_window, upstream_timeout=args.timeout,
-        redemption=redemption,
+        redemption=redemption, directory=directory,
     )
     try:
         app = create_app(config)
@@ -135,8 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--redemption-context", default="", metavar="HEX",
                          help="32-byte redemption context of the challenge (default none)")
     gateway.add_argument("--redis", metavar="URL",
-                         help="double-spend store in Redis, shared by gateway replicas "
-                              "(default: SQLite in --state)")
+                         help="double-spend store and node directory in Redis, shared by "
+                              "gateway replicas (default: SQLite in --state, memory)")
+    gateway.add_argument("--node-directory", action="store_true",
+                         help="keep a directory of processing nodes (they register at "
+                              "/nodes/register; clients reach them at /v1/nodes through OHTTP)")
+    gateway.add_argument("--node-ttl", type=float, default=30.0, metavar="SECONDS",
+                         help="drop nodes silent this long (default 30)")
+    gateway.add_argument("--directory-window", type=float, default=60.0, metavar="SECONDS",
+                         help="the node list is the same for every caller within a window")
+    gateway.add_argument("--directory-size", type=int, default=8,
+                         help="how many nodes the directory offers (default 8)")
     gateway.set_defaults(func=_cmd_gateway, action=None)
     gateway_sub = gateway.add_subparsers(dest="action", metavar="ACTION")
     rotate = gateway_sub.add_parser(

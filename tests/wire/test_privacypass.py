@@ -774,3 +774,12 @@ def test_fuzz_headers(value: str) -> None:
     _only_pp_error(pp.parse_www_authenticate, value)
     _only_pp_error(pp.parse_authorization, value)
     _only_pp_error(pp.b64url_decode, value)
+
+
+def test_unquoted_padded_values_are_accepted_but_not_inner_equals() -> None:
+    from privproc.wire import privacypass as _pp
+
+    items = _pp._AuthParser('PrivateToken token=AAE=, other=x', 'test').parse()
+    assert items[0].params["token"] == "AAE="
+    with pytest.raises(_pp.PrivacyPassError):
+        _pp._AuthParser("PrivateToken token=AA=E", "test").parse()

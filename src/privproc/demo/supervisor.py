@@ -50,7 +50,7 @@ class Supervisor:
 
     def start(
         self, name: str, args: list[str], url: str, *, timeout: float = 30.0,
-        env: dict[str, str] | None = None,
+        env: dict[str, str] | None = None, cwd: Path | None = None,
     ) -> Service:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
@@ -59,6 +59,7 @@ class Supervisor:
         proc = subprocess.Popen(
             [sys.executable, "-m", "privproc.cli", *args],
             stdout=log, stderr=subprocess.STDOUT, env=child_env, start_new_session=True,
+            cwd=cwd,
         )
         log.close()
         service = Service(name, url, proc, log_path)

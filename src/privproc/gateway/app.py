@@ -10,6 +10,8 @@ unreachable upstream) goes back encapsulated, so only the client can read it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import time
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import aiohttp
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,6 +33,7 @@ from privproc.wire import bhttp, ohttp
 from privproc.wire.errors import BinaryHttpError, DecryptError, UnknownKeyError
 
 from . import keystore
+from .directory import NodeEntry, NodeRegistry, RegistryUnavailable, window_subset
 from .redeem import Redeemer, RedemptionConfig
 from .replay import ReplayGuard, Verdict, parse_http_date
 
@@ -56,7 +60,17 @@ class GatewayConfig:
     replay_window: float = 60.0
     upstream_timeout: float = 30.0
     redemption: RedemptionConfig | None = None
+    directory: DirectoryConfig | None = None
     clock: Callable[[], float] = field(default=time.time)
+
+
+@dataclass
+class DirectoryConfig:
+    registry: NodeRegistry
+    ttl: float = 30.0  # a node silent this long is dropped
+    window: float = 60.0  # GET /v1/nodes answers the same to everyone within a window
+    subset: int = 8
+    node_token: str | None = None  # bearer secret nodes register with
 
 
 class KeyCache:
@@ -104,6 +118,11 @@ def _inner_problem(status: int, title: str, type_: str, now: float) -> bhttp.Res
         ),
         content=body,
     )
+
+
+def inner_media_type(inner: bhttp.Request) -> str:
+    value = next((f.value for f in inner.headers if f.name == b"content-type"), b"")
+    return value.decode("latin-1") or "application/octet-stream"
 
 
 def create_app(config: GatewayConfig) -> Starlette:
@@ -169,6 +188,72 @@ def create_app(config: GatewayConfig) -> Starlette:
         except aiohttp.ClientError:
             return _inner_problem(502, "upstream unreachable", "about:blank", config.clock())
 
+    directory = config.directory
+
+    def _json_response(status: int, doc: object) -> bhttp.Response:
+        return bhttp.Response(
+            status=status,
+            headers=(bhttp.Field(b"content-type", b"application/json"),),
+            content=json.dumps(doc).encode(),
+        )
+
+    async def node_route(inner: bhttp.Request) -> bhttp.Response:
+        assert directory is not None and session is not None
+        now = config.clock()
+        parts = inner.path.decode("latin-1").split("?")[0].strip("/").split("/")
+        is_list = parts == ["v1", "nodes"] and inner.method == b"GET"
+        is_process = (len(parts) == 4 and parts[:2] == ["v1", "nodes"]
+                      and parts[3] == "process" and inner.method == b"POST")
+        if not (is_list or is_process):
+            return _inner_problem(404, "no such directory resource", "about:blank", now)
+        try:
+            if is_list:
+                nodes = await run_in_threadpool(directory.registry.live, now, directory.ttl)
+                chosen = window_subset(nodes, now, directory.window, directory.subset)
+                return _json_response(200, {"nodes": [n.to_json() for n in chosen]})
+            node = await run_in_threadpool(directory.registry.get, parts[2], now,
+                                           directory.ttl)
+        except RegistryUnavailable:
+            return _inner_problem(503, "node directory unavailable", "about:blank", now)
+        if node is None:
+            return _inner_problem(404, "no such registered node", "about:blank", now)
+        try:
+            async with session.post(
+                node.url.rstrip("/") + "/process", data=inner.content,
+                headers={"Content-Type": inner_media_type(inner)},
+            ) as resp:
+                content = await resp.read()
+                headers = tuple(
+                    bhttp.Field(n.lower(), v) for n, v in resp.raw_headers
+                    if n.lower() in (b"content-type", b"retry-after")
+                )
+                return bhttp.Response(status=resp.status, headers=headers, content=content)
+        except TimeoutError:
+            return _inner_problem(504, "node timed out", "about:blank", config.clock())
+        except aiohttp.ClientError:
+            return _inner_problem(502, "node unreachable", "about:blank", config.clock())
+
+    async def register(request: Request) -> Response:
+        if directory is None:
+            return problem(404, "this gateway has no node directory")
+        if directory.node_token is not None and request.headers.get(
+                "authorization", "") != f"Bearer {directory.node_token}":
+            return problem(401, "node registration needs the node token")
+        try:
+            doc = json.loads(await read_body(request, 1 << 20))
+            entry = NodeEntry(str(doc["node_id"]), str(doc["url"]),
+                              base64.b64decode(doc["bundle"], validate=True), config.clock())
+        except (BodyTooLarge, ValueError, KeyError, TypeError, binascii.Error):
+            return problem(400, "registration must be JSON {node_id, url, bundle}")
+        if not entry.url.startswith(("http://", "https://")) or not entry.node_id:
+            return problem(400, "registration needs a node_id and an http(s) url")
+        try:
+            await run_in_threadpool(directory.registry.register, entry, directory.ttl)
+        except RegistryUnavailable:
+            return problem(503, "node directory unavailable")
+        log.info("node registered: %s", entry.node_id)
+        return Response(b'{"ok": true}', media_type="application/json")
+
     async def gateway(request: Request) -> Response:
         started = time.perf_counter()
         if request.headers.get("content-type", "").split(";")[0].strip() != (
@@ -208,7 +293,10 @@ def create_app(config: GatewayConfig) -> Starlette:
             if refusal is not None:
                 log.info("refused: %s", refusal.reason)
                 return _sealed(ctx, refusal.response)
-        answer = await forward(inner)
+        if directory is not None and inner.path.startswith(b"/v1/nodes"):
+            answer = await node_route(inner)
+        else:
+            answer = await forward(inner)
         log.info(
             "ok: status=%d in=%d out=%d ms=%.1f",
             answer.status, len(body), len(answer.content),
@@ -220,6 +308,7 @@ def create_app(config: GatewayConfig) -> Starlette:
         routes=[
             Route("/ohttp-keys", ohttp_keys, methods=["GET"]),
             Route("/gateway", gateway, methods=["POST"]),
+            Route("/nodes/register", register, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
         ],
         lifespan=lifespan,

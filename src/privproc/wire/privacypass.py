@@ -798,8 +798,9 @@ class TokenKey:
         if t in SUPPORTED_TOKEN_TYPES:
             if t == TOKEN_TYPE_VOPRF:
                 _load_voprf_public_key(self.token_key)
-            else:
-                _rsa_public_key(self.token_key)
+            elif blindrsa.pss_spki(_rsa_public_key(self.token_key)) != self.token_key:
+                # RFC 9578 section 6.5: the id-RSASSA-PSS encoding, hashed as published.
+                raise PrivacyPassError("type 0x0002 token-key must be the RSASSA-PSS SPKI")
 
     @property
     def token_key_id(self) -> bytes:
@@ -979,6 +980,16 @@ class _AuthParser:
             value = self._quoted()
         else:
             j = self._token_end(self.i)
+            # Base64 padding is not a token character (RFC 9110 section 5.6.2), yet common
+            # implementations send unquoted padded values (privacypass-ts does by default):
+            # accept a run of "=" that ends the value.
+            k = j
+            while k < len(self.s) and self.s[k] == "=":
+                k += 1
+            if k > j:
+                after = self._skip_ws(k)
+                if after >= len(self.s) or self.s[after] == ",":
+                    j = k
             value = self.s[self.i : j]
             self.i = j
         if name in params:
