@@ -233,6 +233,8 @@ def test_kill_9_during_appends_loses_no_acknowledged_record(stack: LogStack) -> 
     assert len(acked) > 20, "the writers should have been acknowledged before the kill"
     stack.sup.stop("log")
     stack.start_log()
+    # After the restart the log re-publishes its durable tree once the witness cosigns.
+    wait_published(stack, max(acked) + 1)
     client = LogClient(http_fetcher(stack.url), stack.policy)
     trusted = client.update()
     assert trusted.checkpoint.size >= max(acked) + 1
