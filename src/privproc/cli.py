@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     configure_issuer(sub)
 
+    from privproc.node.cli import configure as configure_node
+
+    configure_node(sub)
+
     from privproc.attest import cli as attest_cli
 
     attest = sub.add_parser("attest", help="Attestation evidence tools.")

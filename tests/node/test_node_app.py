@@ -1,0 +1,123 @@
+"""The node's ASGI app in-process: crashes, deadlines, busy, key handling."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from privproc.attest.simulated import SimulatedIdentity, SimulatedPlatform
+from privproc.client.node import TaskFailedError, open_task, seal_task
+from privproc.node.app import NodeConfig, TaskInputError, create_app
+from privproc.node.keys import NodeKeys
+from privproc.wire import inner
+
+MARKER = "MARKER-app-91c3"
+
+
+@pytest.fixture(scope="module")
+def keys() -> NodeKeys:
+    identity = SimulatedIdentity.generate(rsa_bits=2048)
+    k = NodeKeys(SimulatedPlatform(identity, bytes(48), gpu=False), lifetime=3600, grace=5)
+    k.rotate(int(time.time()))
+    return k
+
+
+class Runner:
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.release = threading.Event()
+
+    def run(self, task: inner.Task, payload: dict[str, Any]) -> list[str]:
+        if self.behaviour == "crash":
+            raise RuntimeError(f"boom {payload}")  # the node must not pass this on
+        if self.behaviour == "input":
+            raise TaskInputError("draft too long")
+        if self.behaviour == "slow":
+            self.release.wait(5)
+        return ["ok"]
+
+
+async def call(app: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    sent: list[dict[str, Any]] = []
+    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/process", "raw_path": b"/process",
+             "query_string": b"", "headers": [(b"content-type", inner.MEDIA_TYPE_REQUEST.encode())],
+             "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1),
+             "root_path": ""}
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body_out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    return start["status"], headers, body_out
+
+
+def sealed_request(keys: NodeKeys) -> tuple[bytes, bytes, Any]:
+    return seal_task(keys.current.key.config, inner.Task.WRITE,
+                     {"draft": MARKER, "tone": "funny"})
+
+
+def test_crashed_task_answers_a_clean_sealed_error(keys: NodeKeys,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(NodeConfig("n"), keys, Runner("crash"))
+    sealed, nonce, ctx = sealed_request(keys)
+    status, _, body = asyncio.run(call(app, sealed))
+    assert status == 200
+    with pytest.raises(TaskFailedError) as err:
+        open_task(ctx, nonce, body)
+    assert err.value.status is inner.Status.TASK_FAILED
+    assert MARKER not in str(err.value)
+    assert MARKER not in caplog.text
+
+
+def test_invalid_input_is_a_sealed_bad_request(keys: NodeKeys) -> None:
+    app = create_app(NodeConfig("n"), keys, Runner("input"))
+    sealed, nonce, ctx = sealed_request(keys)
+    _, _, body = asyncio.run(call(app, sealed))
+    with pytest.raises(TaskFailedError, match="draft too long"):
+        open_task(ctx, nonce, body)
+
+
+def test_deadline_gives_an_error_never_a_partial_answer(keys: NodeKeys) -> None:
+    runner = Runner("slow")
+    app = create_app(NodeConfig("n", deadline=0.2), keys, runner)
+    sealed, nonce, ctx = sealed_request(keys)
+    _, _, body = asyncio.run(call(app, sealed))
+    runner.release.set()
+    with pytest.raises(TaskFailedError) as err:
+        open_task(ctx, nonce, body)
+    assert err.value.status is inner.Status.DEADLINE
+
+
+def test_full_node_answers_503_with_retry_after(keys: NodeKeys) -> None:
+    runner = Runner("slow")
+    app = create_app(NodeConfig("n", concurrency=1), keys, runner)
+
+    async def both() -> list[tuple[int, dict[str, str], bytes]]:
+        first = asyncio.create_task(call(app, sealed_request(keys)[0]))
+        await asyncio.sleep(0.2)
+        second = await call(app, sealed_request(keys)[0])
+        runner.release.set()
+        return [await first, second]
+
+    (s1, _, _), (s2, h2, _) = asyncio.run(both())
+    assert s1 == 200
+    assert s2 == 503 and h2["retry-after"] == "1"
+
+
+def test_fresh_evidence_binds_a_client_nonce(keys: NodeKeys) -> None:
+    from privproc.attest.evidence import decode_bundle
+
+    bundle = decode_bundle(keys.fresh_bundle(b"\x07" * 32))
+    assert bundle.nonce == b"\x07" * 32
+    assert bundle.key_config == keys.current.key.config.encode()
