@@ -121,3 +121,26 @@ def test_fresh_evidence_binds_a_client_nonce(keys: NodeKeys) -> None:
     bundle = decode_bundle(keys.fresh_bundle(b"\x07" * 32))
     assert bundle.nonce == b"\x07" * 32
     assert bundle.key_config == keys.current.key.config.encode()
+
+
+def test_rotation_while_a_request_is_in_flight(keys: NodeKeys) -> None:
+    runner = Runner("slow")
+    app = create_app(NodeConfig("n"), keys, runner)
+    sealed, nonce, ctx = sealed_request(keys)
+    old_id = keys.current.key_id
+
+    async def flight() -> tuple[int, dict[str, str], bytes]:
+        pending = asyncio.create_task(call(app, sealed))
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(keys.rotate, int(time.time()))
+        runner.release.set()
+        return await pending
+
+    status, _, body = asyncio.run(flight())
+    assert keys.current.key_id != old_id
+    assert status == 200 and open_task(ctx, nonce, body) == ["ok"]
+    # A request sealed to the previous key still opens during its grace period.
+    sealed2 = seal_task(
+        next(k for k in keys._keys if k.key_id == old_id).key.config, inner.Task.WRITE,
+        {"draft": "x", "tone": "funny"})
+    assert asyncio.run(call(app, sealed2[0]))[0] == 200
