@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     configure_issuer(sub)
 
+    from privproc.client.cli import configure as configure_client
+
+    configure_client(sub)
+
     from privproc.node.cli import configure as configure_node
 
     configure_node(sub)

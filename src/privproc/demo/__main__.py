@@ -1,74 +1,87 @@
-"""``make demo``: an OHTTP round trip through a local relay and gateway to an echo origin.
+"""``make demo``: the whole private path on one machine, printing each verification step.
 
-It starts the three services on loopback, sends one request through them and prints what
-each hop saw, then stops them.
+Starts every service (``privproc up``, simulated platform, the default embedded model),
+then, as an app would: fetches tokens, verifies the node (evidence, key binding,
+measurement in the witness-cosigned log), sends a summary of a bundled sample chat and a
+writing request through relay → gateway → node, checks the receipts offline, checks that
+no service logged the chat's text, and shuts everything down.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 
-from privproc.client.ohttp import OHTTPClient
-from privproc.wire import ohttp
+from privproc.client.chat_export import parse_chat_export
+from privproc.client.sdk import PrivateProcessingClient, verify_receipt
+from privproc.client.tokens import TokenWallet
+from privproc.client.trust import load_trust
+from privproc.tlog.client import CheckpointStore
+from privproc.wire.privacypass import TOKEN_TYPE_BLIND_RSA, TokenChallenge
 
-from .supervisor import Supervisor, free_port
+from .up import ISSUER_NAME, ORIGIN_NAME, start
 
 
 def main() -> int:
-    host = "127.0.0.1"
-    ports = {name: free_port(host) for name in ("origin", "gateway", "relay")}
-    urls = {name: f"http://{host}:{port}" for name, port in ports.items()}
-    message = "Dinner at 8? Bring the board games."
-    with tempfile.TemporaryDirectory(prefix="privproc-demo-") as tmp, Supervisor(
-        Path(tmp) / "logs"
-    ) as sup:
-        print("1. starting services on loopback")
-        sup.start("origin", ["echo", "--listen", f"{host}:{ports['origin']}"], urls["origin"])
-        print(f"   origin  (echo)   {urls['origin']}")
-        sup.start("gateway", ["gateway", "--listen", f"{host}:{ports['gateway']}",
-                              "--upstream", urls["origin"], "--state", f"{tmp}/gateway"],
-                  urls["gateway"])
-        print(f"   gateway          {urls['gateway']}  (keys in {tmp}/gateway, mode 0600)")
-        sup.start("relay", ["relay", "--listen", f"{host}:{ports['relay']}",
-                            "--gateway", urls["gateway"] + "/gateway"], urls["relay"])
-        print(f"   relay            {urls['relay']}")
-
-        client = OHTTPClient(urls["relay"] + "/", authority="assistant.example")
-        config = client.key_config()
-        print("2. client fetched the gateway key configuration through the relay")
-        print(f"   key_id={config.key_id} kem=0x{config.kem_id:04x} "
-              f"suites={[(s.kdf_id, s.aead_id) for s in config.symmetric]}")
-        print("3. client seals a Binary HTTP request with HPKE and posts it to the relay")
-        response = client.request(
-            "POST", "/v1/echo", headers=[(b"content-type", b"text/plain")],
-            content=message.encode(),
-        )
-        print(f"4. client opened the encapsulated response: status {response.status}")
-        seen = json.loads(response.content)
-        print("5. what the origin saw (it never sees the client):")
-        print(f"   method={seen['method']} path={seen['path']} peer={seen['client']}")
-        print(f"   headers={[name for name, _ in seen['headers']]}")
-        print(f"   body={seen['body']!r}")
-        relay_log = sup.services["relay"].log_text()
-        gateway_log = sup.services["gateway"].log_text()
-        print("6. what the relay logged (sizes only; it never holds a key):")
-        for line in relay_log.splitlines():
-            if "forwarded" in line:
-                print("   " + line.split(" INFO ", 1)[-1])
-        print("7. what the gateway logged (content-free):")
-        for line in gateway_log.splitlines():
-            if " ok:" in line or "keys loaded" in line:
-                print("   " + line.split(" INFO ", 1)[-1])
-        leaked = [n for n, log in (("relay", relay_log), ("gateway", gateway_log))
-                  if message in log]
-        if seen["body"] != message or leaked:
-            print(f"demo FAILED: body mismatch or plaintext in logs of {leaked}", file=sys.stderr)
-            return 1
-        print(f"8. media types: {ohttp.MEDIA_TYPE_REQUEST} -> {ohttp.MEDIA_TYPE_RESPONSE}; "
-              "stopping services")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["llama", "extractive", "echo"], default="llama")
+    args = parser.parse_args()
+    chat_text = resources.files("privproc.demo").joinpath("sample_chat.txt").read_text()
+    messages = parse_chat_export(chat_text)
+    with tempfile.TemporaryDirectory(prefix="privproc-demo-") as tmp:
+        state = Path(tmp)
+        print("== 1. starting every service on loopback")
+        system = start(state, backend=args.backend)
+        try:
+            for name, url in system.urls.items():
+                print(f"   {name:9s} {url}")
+            trust = load_trust(system.client_config)
+            wallet = TokenWallet(str(trust.tokens["issuer"]),
+                                 str(trust.tokens["account_token"]), state / "tokens.json",
+                                 batch=4)
+            client = PrivateProcessingClient(
+                str(trust.service["relay"]), str(trust.service["log"]), trust, tokens=wallet,
+                checkpoint_store=CheckpointStore(state / "checkpoint.note"),
+                progress=lambda m: print(f"   {m}"))
+            client.ohttp.challenge = TokenChallenge(TOKEN_TYPE_BLIND_RSA, ISSUER_NAME, b"",
+                                                    [ORIGIN_NAME])
+            print("== 2. discovering and verifying nodes through the relay")
+            nodes = client.verified_nodes()
+            print(f"   {len(nodes)} node(s) verified: SEV-SNP-shaped report and chain "
+                  "(simulated root), REPORT_DATA binds the key and expiry, release in the "
+                  "log with an inclusion proof under a log+witness signed checkpoint")
+            print(f"== 3. summarizing {len(messages)} chat messages privately "
+                  f"(token from the issuer, OHTTP via the relay, sealed to the node)")
+            summary = client.summarize([{"sender": m.sender, "time": m.time.isoformat(),
+                                         "text": m.text} for m in messages], 4)
+            for line in summary.output:
+                print(f"   {line}")
+            print("== 4. writing help (tone: professional)")
+            draft = "sorry cant make the meeting tmrw, can we move it to friday?"
+            suggestion = client.write(draft, "professional")
+            for line in suggestion.output:
+                print(f"   {line}")
+            print("== 5. checking both receipts offline")
+            for result in (summary, suggestion):
+                verify_receipt(json.loads(result.receipt.to_json()), trust)
+                print(f"   receipt OK: node {result.receipt.node_id}, measurement "
+                      f"{result.receipt.measurement[:16]}..., log index "
+                      f"{result.receipt.log_index}")
+            print("== 6. checking that no service logged the chat")
+            leaked = [name for name, service in system.sup.services.items()
+                      if any(m.text.splitlines()[0] in service.log_text() for m in messages
+                             if len(m.text) > 20)]
+            if leaked:
+                print(f"demo FAILED: chat text in the logs of {leaked}", file=sys.stderr)
+                return 1
+            print("   no chat text in any log")
+        finally:
+            print("== 7. stopping every service")
+            system.sup.stop_all()
     print("demo OK")
     return 0
 

@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     args.state.mkdir(mode=0o700, parents=True, exist_ok=True)
     model = args.model or default_model(args.backend)
     node_config = args.config.read_bytes() if args.config else b""
-    measurement = measure_simulated(node_config, model) if model else bytes(48)
+    # A node without a model file (echo, extractive, openai) measures an empty one.
+    measurement = measure_simulated(node_config, model or Path(os.devnull))
     print(f"node measurement: {measurement.hex()}", flush=True)
     provider = _provider(args, measurement)
     keys = NodeKeys(provider, lifetime=args.rotate_every, grace=args.grace)

@@ -1,0 +1,184 @@
+"""``privproc up``: the whole system on one machine, on loopback, simulated platform.
+
+Starts the transparency log and a witness, the token issuer, the gateway (with the node
+directory and token redemption), the relay, an origin for plain OHTTP traffic, and one or
+more nodes; publishes the nodes' release to the log; waits until a witness-cosigned
+checkpoint carries it; writes the client's trust configuration (``client.toml``) and
+prints every URL. Stops everything on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from privproc.demo.supervisor import Supervisor, free_port
+from privproc.tlog.keys import load_or_create_signer
+from privproc.tlog.record import ReleaseRecord
+from privproc.tlog.witness_app import load_or_create_witness_key
+from privproc.wire import note
+
+HOST = "127.0.0.1"
+LOG_ORIGIN = "log.privproc.local"
+WITNESS_NAME = "witness.privproc.local"
+ISSUER_NAME = "issuer.privproc.local"
+ORIGIN_NAME = "gateway.privproc.local"
+
+
+@dataclass
+class System:
+    sup: Supervisor
+    state: Path
+    urls: dict[str, str]
+    client_config: Path
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _wait_for_size(log_url: str, size: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(log_url + "/checkpoint", timeout=5) as resp:
+            text = resp.read().decode()
+        lines = text.split("\n")
+        if int(lines[1]) >= size and "\u2014 " + WITNESS_NAME in text:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no cosigned checkpoint of size {size} after {timeout:.0f}s")
+
+
+def _model_digest(backend: str) -> bytes:
+    digest = hashlib.sha256()
+    if backend == "llama":
+        from privproc.inference.llama import default_model_path
+
+        with default_model_path().open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.digest()
+
+
+def start(state: Path, *, nodes: int = 1, backend: str = "llama",
+          node_config: Path | None = None) -> System:
+    state.mkdir(parents=True, exist_ok=True)
+    sup = Supervisor(state / "logs")
+    try:
+        return _start(sup, state, nodes, backend, node_config)
+    except BaseException:
+        sup.stop_all()
+        raise
+
+
+def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
+           node_config: Path | None) -> System:
+    ports = {name: free_port() for name in ("log", "witness", "issuer", "gateway", "relay",
+                                            "origin")}
+    urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
+    log_signer = load_or_create_signer(state / "log" / "log.key", LOG_ORIGIN)
+    witness = load_or_create_witness_key(state / "witness", WITNESS_NAME)
+    publisher = load_or_create_signer(state / "publisher.key", "releases.privproc.local")
+    account = secrets.token_urlsafe(24)
+
+    _say("starting the transparency log and a witness")
+    sup.start("witness", ["witness", "serve", "--listen", f"{HOST}:{ports['witness']}",
+                          "--state", str(state / "witness"), "--name", WITNESS_NAME,
+                          "--log", log_signer.verifier_key], urls["witness"])
+    sup.start("log", ["log", "serve", "--listen", f"{HOST}:{ports['log']}", "--state",
+                      str(state / "log"), "--origin", LOG_ORIGIN, "--publisher",
+                      publisher.verifier_key, "--witness",
+                      f"{urls['witness']}={witness.verifier_key}", "--quorum", "1"],
+              urls["log"])
+    _say("starting the token issuer, the origin, the gateway and the relay")
+    sup.start("issuer", ["issuer", "serve", "--listen", f"{HOST}:{ports['issuer']}",
+                         "--state", str(state / "issuer"), "--static-account",
+                         f"{account}=demo-user"], urls["issuer"])
+    sup.start("origin", ["echo", "--listen", f"{HOST}:{ports['origin']}"], urls["origin"])
+    sup.start("gateway", ["gateway", "--listen", f"{HOST}:{ports['gateway']}", "--upstream",
+                          urls["origin"], "--state", str(state / "gateway"),
+                          "--node-directory", "--issuer-keys", str(state / "issuer"),
+                          "--issuer-name", ISSUER_NAME, "--origin-name", ORIGIN_NAME],
+              urls["gateway"])
+    sup.start("relay", ["relay", "--listen", f"{HOST}:{ports['relay']}", "--gateway",
+                        urls["gateway"] + "/gateway"], urls["relay"])
+    measurement = b""
+    for i in range(nodes):
+        port = free_port()
+        url = f"http://{HOST}:{port}"
+        _say(f"starting node-{i} (simulated platform, backend {backend})")
+        args = ["node", "serve", "--listen", f"{HOST}:{port}", "--state",
+                str(state / "node"), "--backend", backend, "--directory", urls["gateway"],
+                "--node-id", f"node-{i}", "--heartbeat", "2"]
+        if node_config is not None:
+            args += ["--config", str(node_config)]
+        service = sup.start(f"node-{i}", args, url, timeout=180)
+        urls[f"node-{i}"] = url
+        measurement = bytes.fromhex(next(
+            line.split(": ", 1)[1] for line in service.log_text().splitlines()
+            if line.startswith("node measurement: ")))
+    _say(f"publishing the node release (measurement {measurement.hex()[:16]}...) to the log")
+    record = ReleaseRecord(measurement=measurement, model_sha256=_model_digest(backend),
+                           version="0.1.0", source="local", time=int(time.time()))
+    request = urllib.request.Request(urls["log"] + "/add", method="POST",
+                                     data=note.sign_note(record.encode(), [publisher]))
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        index = json.loads(resp.read())["index"]
+    _wait_for_size(urls["log"], index + 1)
+    _say(f"release logged at index {index}; checkpoint cosigned by {WITNESS_NAME}")
+    client_config = state / "client.toml"
+    client_config.write_text(
+        "[service]\n"
+        f'relay = "{urls["relay"]}/"\n'
+        f'log = "{urls["log"]}"\n\n'
+        "[log]\n"
+        f'vkey = "{log_signer.verifier_key}"\n'
+        f'witnesses = ["{witness.verifier_key}"]\n'
+        "quorum = 1\n\n"
+        "[attestation]\n"
+        "allow_simulated = true\n"
+        'simulated_roots = "node/simulated/simulated-roots.pem"\n\n'
+        "[policy]\n\n"
+        "[tokens]\n"
+        f'issuer = "{urls["issuer"]}"\n'
+        f'account_token = "{account}"\n'
+        f'issuer_name = "{ISSUER_NAME}"\n'
+        f'origin_name = "{ORIGIN_NAME}"\n'
+    )
+    os.chmod(client_config, 0o600)
+    return System(sup, state, urls, client_config)
+
+
+def run(state: Path, nodes: int, backend: str, node_config: Path | None) -> int:
+    system = start(state, nodes=nodes, backend=backend, node_config=node_config)
+    for name, url in system.urls.items():
+        _say(f"  {name:10s} {url}")
+    _say(f"client configuration: {system.client_config}")
+    _say("all services healthy; Ctrl-C stops them")
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop:
+            for service in system.sup.services.values():
+                if service.process.poll() is not None:
+                    print(f"{service.name} exited; stopping everything", file=sys.stderr)
+                    stop = True
+            time.sleep(0.5)
+    finally:
+        _say("stopping")
+        system.sup.stop_all()
+    return 0
