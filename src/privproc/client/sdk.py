@@ -29,6 +29,7 @@ from privproc.tlog.client import (
     InclusionProof,
     LogClient,
     LogClientError,
+    LogForkError,
     http_fetcher,
 )
 from privproc.tlog.record import RecordError, decode_record
@@ -186,6 +187,8 @@ class PrivateProcessingClient:
                 continue
             try:
                 node = self.verify_node(node_id, bundle)
+            except LogForkError:
+                raise  # evidence of a split view: never fall back to other nodes
             except (NodeVerificationError, LogClientError) as exc:
                 reasons[node_id] = f"{type(exc).__name__}: {exc}"
                 self.progress(f"refused node {node_id}: {type(exc).__name__}")
@@ -201,8 +204,15 @@ class PrivateProcessingClient:
 
     # -- the calls -------------------------------------------------------------------------
 
+    def _nodes(self) -> list[VerifiedNode]:
+        """Verified nodes whose keys are still valid; the directory is asked again only
+        when none is left (or after a node failed)."""
+        now = self.clock()
+        cached = [n for n in self._verified.values() if n.expiry > now]
+        return cached or self.verified_nodes()
+
     def _run(self, task: inner.Task, payload: dict[str, Any]) -> Result:
-        nodes = self.verified_nodes()
+        nodes = self._nodes()
         tried: set[str] = set()
         last: Exception | None = None
         for _ in range(2):  # one retry on another node if the first fails in transit

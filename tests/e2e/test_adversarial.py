@@ -1,0 +1,155 @@
+"""One test per guarantee: the whole system as real processes, attacked."""
+
+from __future__ import annotations
+
+import base64
+import signal
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from privproc.client.sdk import (
+    EvidenceRefusedError,
+    MeasurementNotLoggedError,
+    NoVerifiedNodeError,
+    PrivateProcessingClient,
+)
+from privproc.client.tokens import TokenWallet
+from privproc.client.trust import ClientTrust, load_trust
+from privproc.demo.supervisor import free_port
+from privproc.demo.up import HOST, ISSUER_NAME, LOG_ORIGIN, ORIGIN_NAME, System, start
+from privproc.tlog.client import CheckpointStore, LogForkError, LogPolicy
+from privproc.tlog.keys import read_signer
+from privproc.tlog.witness_app import load_or_create_witness_key
+from privproc.wire import merkle, note
+from privproc.wire.checkpoint import Checkpoint
+from privproc.wire.privacypass import TOKEN_TYPE_BLIND_RSA, TokenChallenge
+
+pytestmark = pytest.mark.slow
+MARKER = "MARKER-adversarial-4e2d-our-secret-plans"
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    state = tmp_path_factory.mktemp("up")
+    sysm = start(state, nodes=2, backend="echo")
+    try:
+        yield sysm
+    finally:
+        sysm.sup.stop_all()
+
+
+def client(system: System, trust: ClientTrust | None = None,
+           store: CheckpointStore | None = None) -> PrivateProcessingClient:
+    trust = trust or load_trust(system.client_config)
+    wallet = TokenWallet(str(trust.tokens["issuer"]), str(trust.tokens["account_token"]),
+                         None, batch=2)
+    c = PrivateProcessingClient(str(trust.service["relay"]), str(trust.service["log"]), trust,
+                                tokens=wallet, checkpoint_store=store)
+    c.ohttp.challenge = TokenChallenge(TOKEN_TYPE_BLIND_RSA, ISSUER_NAME, b"", [ORIGIN_NAME])
+    return c
+
+
+def chat() -> list[dict[str, str]]:
+    return [{"sender": "Ana", "time": "2026-01-01T10:00", "text": MARKER}]
+
+
+def test_full_path_works_and_returns_a_receipt(system: System) -> None:
+    result = client(system).summarize(chat())
+    assert result.output == ["1 messages"]
+    assert result.receipt.node_id in {"node-0", "node-1"}
+
+
+def test_1_changed_node_code_is_not_in_the_log_and_is_refused(system: System,
+                                                              tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text("changed = true\n")  # a different config: a different measurement
+    port = free_port()
+    system.sup.start("rogue", ["node", "serve", "--listen", f"{HOST}:{port}", "--state",
+                               str(system.state / "node"), "--backend", "echo", "--config",
+                               str(config), "--node-id", "node-rogue", "--directory",
+                               system.urls["gateway"], "--heartbeat", "1"],
+                     f"http://{HOST}:{port}", timeout=120)
+    try:
+        c = client(system)
+        bundles = dict(c.candidates())
+        assert "node-rogue" in bundles
+        with pytest.raises(MeasurementNotLoggedError):
+            c.verify_node("node-rogue", bundles["node-rogue"])
+        assert "node-rogue" not in {n.node_id for n in c.verified_nodes()}
+    finally:
+        system.sup.stop("rogue")
+
+
+def test_2_evidence_binding_another_key_is_refused(system: System) -> None:
+    from privproc.attest.evidence import decode_bundle, encode_bundle
+    from privproc.wire import hpke, ohttp
+
+    c = client(system)
+    node_id, bundle = c.candidates()[0]
+    other = ohttp.GatewayKey.create(7, hpke.KeyPair.generate()).config.encode()
+    swapped = encode_bundle(replace(decode_bundle(bundle), key_config=other))
+    with pytest.raises(EvidenceRefusedError, match="ReportData"):
+        c.verify_node(node_id, swapped)
+
+
+def test_3_gateway_cannot_steer_to_an_unverified_or_unregistered_node(system: System) -> None:
+    c = client(system)
+    nodes = c.verified_nodes()
+    assert {n.node_id for n in nodes} >= {"node-0", "node-1"}
+    # The directory is the same for every caller (no per-client node set) ...
+    other = client(system)
+    assert sorted(c.candidates()) == sorted(other.candidates())
+    # ... and the gateway forwards only to registered nodes.
+    response = c.ohttp.request("POST", "/v1/nodes/node-evil/process", content=b"x",
+                               headers=[(b"content-type", b"application/privproc-request")])
+    assert response.status == 404
+
+
+def test_4_log_fork_raises_with_evidence(system: System, tmp_path: Path) -> None:
+    log_key = read_signer(system.state / "log" / "log.key")
+    witness = load_or_create_witness_key(system.state / "witness", "witness.privproc.local")
+    forged = Checkpoint(LOG_ORIGIN, 1, merkle.leaf_hash(b"another history")).to_text()
+    forged_note = note.add_signatures(note.sign_note(forged, [log_key]),
+                                      [witness.at(1_900_000_000)])
+    store = CheckpointStore(tmp_path / "seen.note")
+    store.save(forged_note)
+    with pytest.raises(LogForkError) as err:
+        client(system, store=store).verified_nodes()
+    assert forged_note in (err.value.first, err.value.second)
+
+
+def test_5_missing_witness_quorum_is_refused(system: System) -> None:
+    trust = load_trust(system.client_config)
+    stranger = load_or_create_witness_key(system.state / "other-witness", "w2.example")
+    policy = LogPolicy.from_keys(load_trust(system.client_config).log.log_verifier.verifier_key,
+                                 [stranger.verifier_key], 1)
+    with pytest.raises(NoVerifiedNodeError, match="quorum"):
+        client(system, trust=replace(trust, log=policy)).summarize(chat())
+
+
+def test_8_no_chat_text_in_traffic_logs_or_files(system: System) -> None:
+    client(system).summarize(chat())
+    for name, service in system.sup.services.items():
+        assert MARKER not in service.log_text(), name
+    for path in system.state.rglob("*"):
+        if path.is_file():
+            assert MARKER.encode() not in path.read_bytes(), path
+
+
+def test_9_node_killed_mid_request_the_client_retries_on_another(system: System) -> None:
+    c = client(system)
+    assert len(c.verified_nodes()) >= 2
+    victim = system.sup.services["node-1"]
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    for _ in range(4):  # whichever node is picked, every call succeeds
+        assert c.summarize(chat()).output == ["1 messages"]
+
+
+def test_unusable_bundle_from_the_directory_is_refused(system: System) -> None:
+    c = client(system)
+    with pytest.raises(EvidenceRefusedError):
+        c.verify_node("node-x", base64.b64decode(base64.b64encode(b"PPEV garbage")))
