@@ -17,7 +17,7 @@ from privproc.client.node import seal_task
 from privproc.wire import hpke, inner, ohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from inference import CHAT  # noqa: E402
+from inference import CHAT
 
 
 def main() -> None:
