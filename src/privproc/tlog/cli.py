@@ -205,14 +205,19 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_log_serve)
 
-    aud = log_sub.add_parser("audit", help="Re-hash every tile and check every checkpoint.")
-    aud.add_argument("--log", required=True, metavar="URL")
-    aud.add_argument("--vkey", help="the log's verifier key (else the signature is not checked)")
-    aud.add_argument("--witness-vkey", action="append", default=[], metavar="VKEY")
-    aud.add_argument("--quorum", type=int, default=0)
-    aud.add_argument("--state", type=Path, metavar="FILE",
-                     help="file of checkpoints seen before (created; consistency is checked)")
-    aud.set_defaults(func=_log_audit)
+    for parser in (
+        log_sub.add_parser("audit", help="Re-hash every tile and check every checkpoint."),
+        sub.add_parser("audit", help="Audit the log: consistency, cosignatures, releases "
+                                     "(same as 'privproc log audit')."),
+    ):
+        parser.add_argument("--log", required=True, metavar="URL")
+        parser.add_argument("--vkey",
+                            help="the log's verifier key (else the signature is not checked)")
+        parser.add_argument("--witness-vkey", action="append", default=[], metavar="VKEY")
+        parser.add_argument("--quorum", type=int, default=0)
+        parser.add_argument("--state", type=Path, metavar="FILE",
+                            help="checkpoints seen before (created; consistency is checked)")
+        parser.set_defaults(func=_log_audit)
 
     witness = sub.add_parser("witness", help="Run a C2SP tlog witness.")
     witness_sub = witness.add_subparsers(dest="action", required=True, metavar="ACTION")
