@@ -27,9 +27,10 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS tiles (level INTEGER NOT NULL, idx BIGINT NOT NULL,"
     " data {blob} NOT NULL, PRIMARY KEY (level, idx))",
     "CREATE TABLE IF NOT EXISTS bundles (idx BIGINT PRIMARY KEY, data {blob} NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS leaves (leaf_hash {blob} PRIMARY KEY, idx BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS leaves (leaf_hash {blob} PRIMARY KEY, idx BIGINT NOT NULL)"
+    "{without_rowid}",
     "CREATE TABLE IF NOT EXISTS measurements (measurement {blob} NOT NULL, idx BIGINT NOT NULL,"
-    " PRIMARY KEY (measurement, idx))",
+    " PRIMARY KEY (measurement, idx)){without_rowid}",
     "CREATE TABLE IF NOT EXISTS checkpoints (size BIGINT PRIMARY KEY, note {blob} NOT NULL)",
 ]
 
@@ -214,7 +215,7 @@ class SqliteStorage(_SqlStorage):
         self._connections_lock = threading.Lock()
         with self._write() as cur:
             for statement in SCHEMA:
-                cur.execute(statement.format(blob="BLOB"))
+                cur.execute(statement.format(blob="BLOB", without_rowid=" WITHOUT ROWID"))
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -224,6 +225,7 @@ class SqliteStorage(_SqlStorage):
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: index inserts stay in memory
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
@@ -282,7 +284,7 @@ class PostgresStorage(_SqlStorage):
         self._writer.commit()
         with self._write() as cur:
             for statement in SCHEMA:
-                cur.execute(statement.format(blob="BYTEA"))
+                cur.execute(statement.format(blob="BYTEA", without_rowid=""))
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
