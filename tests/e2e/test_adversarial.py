@@ -139,6 +139,26 @@ def test_8_no_chat_text_in_traffic_logs_or_files(system: System) -> None:
             assert MARKER.encode() not in path.read_bytes(), path
 
 
+def test_async_client_variant(system: System) -> None:
+    import asyncio
+
+    from privproc.client.sdk import AsyncPrivateProcessingClient
+
+    trust = load_trust(system.client_config)
+    wallet = TokenWallet(str(trust.tokens["issuer"]), str(trust.tokens["account_token"]),
+                         None, batch=2)
+    c = AsyncPrivateProcessingClient(str(trust.service["relay"]), str(trust.service["log"]),
+                                     trust, tokens=wallet)
+    c.sync.ohttp.challenge = TokenChallenge(TOKEN_TYPE_BLIND_RSA, ISSUER_NAME, b"",
+                                            [ORIGIN_NAME])
+
+    async def run() -> list[str]:
+        results = await asyncio.gather(c.summarize(chat()), c.write("hi", "funny"))
+        return [r.output[0] for r in results]
+
+    assert asyncio.run(run()) == ["1 messages", "2 characters"]
+
+
 def test_9_node_killed_mid_request_the_client_retries_on_another(system: System) -> None:
     c = client(system)
     assert len(c.verified_nodes()) >= 2
@@ -153,3 +173,4 @@ def test_unusable_bundle_from_the_directory_is_refused(system: System) -> None:
     c = client(system)
     with pytest.raises(EvidenceRefusedError):
         c.verify_node("node-x", base64.b64decode(base64.b64encode(b"PPEV garbage")))
+

@@ -11,6 +11,7 @@ checks passed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -274,3 +275,25 @@ def verify_receipt(receipt: dict[str, Any], trust: ClientTrust) -> None:
         raise ClientError(f"receipt does not verify: {exc}") from None
     if record.measurement.hex() != receipt["measurement"]:
         raise MeasurementNotLoggedError("the logged record is for another measurement")
+
+
+class AsyncPrivateProcessingClient:
+    """The asynchronous variant: the same checks, run off the event loop.
+
+    Verification, sealing and the HTTP exchange run in a worker thread, so an asyncio app
+    can ``await client.summarize(...)`` without blocking its loop.
+    """
+
+    def __init__(self, relay_url: str, log_url: str, trust: ClientTrust, **kwargs: Any
+                 ) -> None:
+        self.sync = PrivateProcessingClient(relay_url, log_url, trust, **kwargs)
+
+    async def verified_nodes(self) -> list[VerifiedNode]:
+        return await asyncio.to_thread(self.sync.verified_nodes)
+
+    async def summarize(self, messages: Sequence[dict[str, str]], max_bullets: int = 5
+                        ) -> Result:
+        return await asyncio.to_thread(self.sync.summarize, messages, max_bullets)
+
+    async def write(self, draft: str, tone: str) -> Result:
+        return await asyncio.to_thread(self.sync.write, draft, tone)
