@@ -31,7 +31,6 @@ from typing import NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 
@@ -39,6 +38,7 @@ from privproc.wire.errors import CheckpointError, NoteError
 from privproc.wire.note import (
     ALG_COSIGNATURE_V1,
     MAX_NOTE_SIZE,
+    Ed25519KeySigner,
     Note,
     NoteSignature,
     Signer,
@@ -48,7 +48,6 @@ from privproc.wire.note import (
     format_signer_key,
     format_verifier_key,
     open_note,
-    parse_signer_key,
     parse_verifier_key,
 )
 
@@ -308,52 +307,17 @@ class _TimestampedCosigner:
         return self._cosigner.sign_at(msg, self._timestamp)
 
 
-class CosignatureSigner:
+class CosignatureSigner(Ed25519KeySigner):
     """Signer of Ed25519 cosignature/v1 signatures (signature type 0x04).
 
     A cosignature carries a timestamp, so signing goes through :meth:`sign_at` or a
     :class:`~privproc.wire.note.Signer` bound to a timestamp by :meth:`at`.
     """
 
-    __slots__ = ("_key", "_key_hash", "_name", "_public_key", "_seed")
+    ALG = ALG_COSIGNATURE_V1
+    ALG_LABEL = "cosignature/v1"
 
-    def __init__(self, name: str, seed: bytes) -> None:
-        self._public_key = ed25519_public_key(seed)
-        self._key_hash = compute_key_hash(name, ALG_COSIGNATURE_V1, self._public_key)
-        self._key = Ed25519PrivateKey.from_private_bytes(bytes(seed))
-        self._name = name
-        self._seed = bytes(seed)
-
-    @classmethod
-    def from_key(cls, skey: str) -> CosignatureSigner:
-        """Build from a ``PRIVATE+KEY+...`` signer key string with signature type 0x04."""
-        key = parse_signer_key(skey)
-        if key.alg != ALG_COSIGNATURE_V1:
-            raise NoteError(
-                f"signer key {key.name!r}: expected signature type "
-                f"0x{ALG_COSIGNATURE_V1:02x} (cosignature/v1), got 0x{key.alg:02x}"
-            )
-        return cls(key.name, key.seed)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_hash(self) -> int:
-        return self._key_hash
-
-    @property
-    def public_key(self) -> bytes:
-        return self._public_key
-
-    @property
-    def verifier_key(self) -> str:
-        return format_verifier_key(self._name, self._public_key, alg=ALG_COSIGNATURE_V1)
-
-    @property
-    def signer_key(self) -> str:
-        return format_signer_key(self._name, self._seed, alg=ALG_COSIGNATURE_V1)
+    __slots__ = ()
 
     def verifier(self) -> CosignatureVerifier:
         return CosignatureVerifier(self._name, self._public_key)
@@ -371,9 +335,6 @@ class CosignatureSigner:
     def at(self, timestamp: int) -> Signer:
         """A note :class:`~privproc.wire.note.Signer` producing cosignatures at ``timestamp``."""
         return _TimestampedCosigner(self, timestamp)
-
-    def __repr__(self) -> str:
-        return f"CosignatureSigner({self._name!r}, key_hash=0x{self._key_hash:08x})"
 
 
 def generate_cosigner(name: str, seed: bytes) -> tuple[str, str]:

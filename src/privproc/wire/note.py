@@ -42,7 +42,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -390,26 +390,32 @@ class Ed25519Verifier:
         return f"Ed25519Verifier({self._name!r}, key_hash=0x{self._key_hash:08x})"
 
 
-class Ed25519Signer:
-    """Signer of plain Ed25519 note signatures (signature type 0x01)."""
+class Ed25519KeySigner:
+    """The Ed25519 key material shared by note signers; ``ALG`` picks the signature type.
+
+    Subclasses add how they sign (plain note signatures, or timestamped cosignatures).
+    """
+
+    ALG = ALG_ED25519
+    ALG_LABEL = "Ed25519"
 
     __slots__ = ("_key", "_key_hash", "_name", "_public_key", "_seed")
 
     def __init__(self, name: str, seed: bytes) -> None:
         self._public_key = ed25519_public_key(seed)
-        self._key_hash = compute_key_hash(name, ALG_ED25519, self._public_key)
+        self._key_hash = compute_key_hash(name, self.ALG, self._public_key)
         self._key = Ed25519PrivateKey.from_private_bytes(bytes(seed))
         self._name = name
         self._seed = bytes(seed)
 
     @classmethod
-    def from_key(cls, skey: str) -> Ed25519Signer:
-        """Build from a signer key string with signature type 0x01."""
+    def from_key(cls, skey: str) -> Self:
+        """Build from a ``PRIVATE+KEY+...`` signer key string of this signature type."""
         key = parse_signer_key(skey)
-        if key.alg != ALG_ED25519:
+        if key.alg != cls.ALG:
             raise NoteError(
-                f"signer key {key.name!r}: expected signature type 0x{ALG_ED25519:02x} "
-                f"(Ed25519), got 0x{key.alg:02x}"
+                f"signer key {key.name!r}: expected signature type 0x{cls.ALG:02x} "
+                f"({cls.ALG_LABEL}), got 0x{key.alg:02x}"
             )
         return cls(key.name, key.seed)
 
@@ -427,20 +433,26 @@ class Ed25519Signer:
 
     @property
     def verifier_key(self) -> str:
-        return format_verifier_key(self._name, self._public_key)
+        return format_verifier_key(self._name, self._public_key, alg=self.ALG)
 
     @property
     def signer_key(self) -> str:
-        return format_signer_key(self._name, self._seed)
+        return format_signer_key(self._name, self._seed, alg=self.ALG)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r}, key_hash=0x{self._key_hash:08x})"
+
+
+class Ed25519Signer(Ed25519KeySigner):
+    """Signer of plain Ed25519 note signatures (signature type 0x01)."""
+
+    __slots__ = ()
 
     def verifier(self) -> Ed25519Verifier:
         return Ed25519Verifier(self._name, self._public_key)
 
     def sign(self, msg: bytes) -> bytes:
         return self._key.sign(bytes(msg))
-
-    def __repr__(self) -> str:
-        return f"Ed25519Signer({self._name!r}, key_hash=0x{self._key_hash:08x})"
 
 
 # --------------------------------------------------------------------------- notes
