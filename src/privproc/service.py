@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -56,6 +57,21 @@ def problem(status: int, title: str, type_: str = "about:blank", **extra: Any) -
     """An RFC 9457 problem details answer."""
     doc = {"type": type_, "title": title, "status": status, **extra}
     return Response(json.dumps(doc), status_code=status, media_type=PROBLEM_JSON)
+
+
+def anonymous_session(timeout: float) -> aiohttp.ClientSession:
+    """An outbound HTTP session that adds nothing identifying and changes no body.
+
+    No cookies, no default User-Agent/Accept/Accept-Encoding (only the headers a caller
+    passes go out), no transparent decompression, pooled connections.
+    """
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+        auto_decompress=False,
+        connector=aiohttp.TCPConnector(limit=256),
+    )
 
 
 def setup_logging(name: str, level: str = "INFO") -> logging.Logger:

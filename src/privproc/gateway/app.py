@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from privproc.service import BodyTooLarge, problem, read_body
+from privproc.service import BodyTooLarge, anonymous_session, problem, read_body
 from privproc.wire import bhttp, ohttp
 from privproc.wire.errors import BinaryHttpError, DecryptError, UnknownKeyError
 
@@ -135,13 +135,7 @@ def create_app(config: GatewayConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal session
-        session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=config.upstream_timeout),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-            auto_decompress=False,
-            connector=aiohttp.TCPConnector(limit=256),
-        )
+        session = anonymous_session(config.upstream_timeout)
         try:
             yield
         finally:

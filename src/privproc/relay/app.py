@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from privproc.service import BodyTooLarge, problem, read_body
+from privproc.service import BodyTooLarge, anonymous_session, problem, read_body
 from privproc.wire import ohttp
 
 log = logging.getLogger("privproc.relay")
@@ -50,13 +50,7 @@ def create_app(config: RelayConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal session
-        session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=config.timeout),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-            auto_decompress=False,
-            connector=aiohttp.TCPConnector(limit=256),
-        )
+        session = anonymous_session(config.timeout)
         try:
             yield
         finally:
