@@ -30,25 +30,21 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PublicKey,
-)
 
-from privproc.wire.errors import CheckpointError, NoteError
+from privproc.wire.errors import CheckpointError
 from privproc.wire.note import (
     ALG_COSIGNATURE_V1,
     MAX_NOTE_SIZE,
     Ed25519KeySigner,
+    Ed25519KeyVerifier,
     Note,
     NoteSignature,
     Signer,
     Verifier,
-    compute_key_hash,
     ed25519_public_key,
     format_signer_key,
     format_verifier_key,
     open_note,
-    parse_verifier_key,
 )
 
 __all__ = [
@@ -218,45 +214,13 @@ def parse_cosignature(sig: bytes) -> tuple[int, bytes]:
     return timestamp, bytes(sig[8:])
 
 
-class CosignatureVerifier:
+class CosignatureVerifier(Ed25519KeyVerifier):
     """Verifier of Ed25519 cosignature/v1 signatures (signature type 0x04)."""
 
-    __slots__ = ("_key", "_key_hash", "_name", "_public_key")
+    ALG = ALG_COSIGNATURE_V1
+    ALG_LABEL = "cosignature/v1"
 
-    def __init__(self, name: str, public_key: bytes) -> None:
-        # Formatting the key validates the name and the public key.
-        format_verifier_key(name, public_key, alg=ALG_COSIGNATURE_V1)
-        self._key_hash = compute_key_hash(name, ALG_COSIGNATURE_V1, public_key)
-        self._key = Ed25519PublicKey.from_public_bytes(bytes(public_key))
-        self._name = name
-        self._public_key = bytes(public_key)
-
-    @classmethod
-    def from_key(cls, vkey: str) -> CosignatureVerifier:
-        """Build from a verifier key string with signature type 0x04."""
-        key = parse_verifier_key(vkey)
-        if key.alg != ALG_COSIGNATURE_V1:
-            raise NoteError(
-                f"verifier key {key.name!r}: expected signature type "
-                f"0x{ALG_COSIGNATURE_V1:02x} (cosignature/v1), got 0x{key.alg:02x}"
-            )
-        return cls(key.name, key.public_key)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_hash(self) -> int:
-        return self._key_hash
-
-    @property
-    def public_key(self) -> bytes:
-        return self._public_key
-
-    @property
-    def verifier_key(self) -> str:
-        return format_verifier_key(self._name, self._public_key, alg=ALG_COSIGNATURE_V1)
+    __slots__ = ()
 
     def verify_timestamped(self, msg: bytes, sig: bytes) -> int | None:
         """The cosignature's timestamp if ``sig`` is a valid cosignature of ``msg``, else None."""
@@ -272,17 +236,6 @@ class CosignatureVerifier:
 
     def verify(self, msg: bytes, sig: bytes) -> bool:
         return self.verify_timestamped(msg, sig) is not None
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CosignatureVerifier):
-            return NotImplemented
-        return (self._name, self._public_key) == (other._name, other._public_key)
-
-    def __hash__(self) -> int:
-        return hash((CosignatureVerifier, self._name, self._public_key))
-
-    def __repr__(self) -> str:
-        return f"CosignatureVerifier({self._name!r}, key_hash=0x{self._key_hash:08x})"
 
 
 class _TimestampedCosigner:

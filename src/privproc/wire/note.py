@@ -331,25 +331,31 @@ class Signer(Protocol):
         ...
 
 
-class Ed25519Verifier:
-    """Verifier of plain Ed25519 note signatures (signature type 0x01)."""
+class Ed25519KeyVerifier:
+    """The Ed25519 public key shared by note verifiers; ``ALG`` picks the signature type.
+
+    Subclasses add how a signature of their type is checked.
+    """
+
+    ALG = ALG_ED25519
+    ALG_LABEL = "Ed25519"
 
     __slots__ = ("_key", "_key_hash", "_name", "_public_key")
 
     def __init__(self, name: str, public_key: bytes) -> None:
         self._key = _check_public_key(public_key)
-        self._key_hash = compute_key_hash(name, ALG_ED25519, public_key)
+        self._key_hash = compute_key_hash(name, self.ALG, public_key)
         self._name = name
         self._public_key = bytes(public_key)
 
     @classmethod
-    def from_key(cls, vkey: str) -> Ed25519Verifier:
-        """Build from a verifier key string with signature type 0x01."""
+    def from_key(cls, vkey: str) -> Self:
+        """Build from a verifier key string of this signature type."""
         key = parse_verifier_key(vkey)
-        if key.alg != ALG_ED25519:
+        if key.alg != cls.ALG:
             raise NoteError(
-                f"verifier key {key.name!r}: expected signature type 0x{ALG_ED25519:02x} "
-                f"(Ed25519), got 0x{key.alg:02x}"
+                f"verifier key {key.name!r}: expected signature type 0x{cls.ALG:02x} "
+                f"({cls.ALG_LABEL}), got 0x{key.alg:02x}"
             )
         return cls(key.name, key.public_key)
 
@@ -367,7 +373,25 @@ class Ed25519Verifier:
 
     @property
     def verifier_key(self) -> str:
-        return format_verifier_key(self._name, self._public_key)
+        return format_verifier_key(self._name, self._public_key, alg=self.ALG)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Ed25519KeyVerifier)
+        return (self._name, self._public_key) == (other._name, other._public_key)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._name, self._public_key))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r}, key_hash=0x{self._key_hash:08x})"
+
+
+class Ed25519Verifier(Ed25519KeyVerifier):
+    """Verifier of plain Ed25519 note signatures (signature type 0x01)."""
+
+    __slots__ = ()
 
     def verify(self, msg: bytes, sig: bytes) -> bool:
         if len(sig) != _ED25519_SIG_SIZE:
@@ -377,17 +401,6 @@ class Ed25519Verifier:
         except InvalidSignature:
             return False
         return True
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Ed25519Verifier):
-            return NotImplemented
-        return (self._name, self._public_key) == (other._name, other._public_key)
-
-    def __hash__(self) -> int:
-        return hash((Ed25519Verifier, self._name, self._public_key))
-
-    def __repr__(self) -> str:
-        return f"Ed25519Verifier({self._name!r}, key_hash=0x{self._key_hash:08x})"
 
 
 class Ed25519KeySigner:
