@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from privproc.service import Listen
+from privproc.wire import note
 
 
 def _listen(value: str) -> Listen:
@@ -32,8 +33,57 @@ def _cmd_relay(args: argparse.Namespace) -> int:
 
     setup_logging("relay", args.log_level.upper())
     config = RelayConfig(gateway=args.gateway, keys_url=args.gateway_keys, max_body=args.max_body,
-                         timeout=args.timeout)
+                         timeout=args.timeout, log=args.log)
     serve(create_app(config), args.listen, args.log_level)
+    return 0
+
+
+def _publisher(command: str, key: Path | None, owner: str) -> note.Signer:
+    """A key publisher named ``owner`` (the log takes key records only from such a key)."""
+    from privproc.tlog.keys import KeyFileError, read_key_publisher
+
+    if key is None:
+        raise _UsageError(f"privproc {command}: --log needs --publisher-key FILE")
+    try:
+        return read_key_publisher(key, owner)
+    except KeyFileError as exc:
+        raise _UsageError(f"privproc {command}: {exc}") from None
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _gateway_rotate(args: argparse.Namespace) -> int:
+    from privproc.gateway import keystore
+    from privproc.tlog.publish import PublishError, publish
+
+    try:
+        signer = (_publisher("gateway rotate-keys", args.publisher_key, args.origin_name)
+                  if args.log is not None else None)
+        state = keystore.rotate(args.state, time.time(), args.grace,
+                                lifetime=args.key_lifetime)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except keystore.KeyStoreError as exc:
+        print(f"privproc gateway rotate-keys: {exc}", file=sys.stderr)
+        return 1
+    old = [k for k in state.keys if k.retire_at is not None]
+    print(f"new current key_id={state.current.key_id}")
+    for k in old:
+        print(f"key_id={k.key_id} accepted until "
+              f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(k.retire_at or 0))}")
+    if signer is None:
+        print("key record not published here (no --log): a running gateway with --log "
+              "publishes it; clients refuse a key until it is logged", file=sys.stderr)
+        return 0
+    try:
+        index = publish(args.log, signer, state.current.key_record(signer.name).encode())
+    except PublishError as exc:
+        print(f"privproc gateway rotate-keys: {exc}", file=sys.stderr)
+        return 1
+    print(f"key record logged at index {index}")
     return 0
 
 
@@ -41,17 +91,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     from privproc.gateway import keystore
 
     if args.action == "rotate-keys":
-        try:
-            state = keystore.rotate(args.state, time.time(), args.grace)
-        except keystore.KeyStoreError as exc:
-            print(f"privproc gateway rotate-keys: {exc}", file=sys.stderr)
-            return 1
-        old = [k for k in state.keys if k.retire_at is not None]
-        print(f"new current key_id={state.current.key_id}")
-        for k in old:
-            print(f"key_id={k.key_id} accepted until "
-                  f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(k.retire_at or 0))}")
-        return 0
+        return _gateway_rotate(args)
     if args.listen is None or args.upstream is None or args.state is None:
         print("privproc gateway: --listen, --upstream and --state are required", file=sys.stderr)
         return 2
@@ -81,10 +121,23 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
         directory = DirectoryConfig(registry=registry, ttl=args.node_ttl,
                                     window=args.directory_window, subset=args.directory_size,
                                     node_token=os.environ.get("PRIVPROC_NODE_TOKEN"))
+    transparency = None
+    if args.log is not None:
+        from privproc.gateway.transparency import TransparencyConfig
+
+        try:
+            signer = (_publisher("gateway", args.publisher_key, args.origin_name)
+                      if args.publisher_key is not None else None)
+        except _UsageError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        transparency = TransparencyConfig(log_url=args.log, owner=args.origin_name,
+                                          signer=signer, refresh=args.staple_refresh)
     config = GatewayConfig(
         state_dir=args.state, upstream=args.upstream, max_body=args.max_body,
         replay_window=args.replay_window, upstream_timeout=args.timeout,
-        redemption=redemption, directory=directory,
+        redemption=redemption, directory=directory, transparency=transparency,
+        key_lifetime=args.key_lifetime, key_grace=args.grace,
     )
     try:
         app = create_app(config)
@@ -122,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the gateway's request URL, e.g. http://127.0.0.1:8082/gateway")
     relay.add_argument("--gateway-keys", metavar="URL",
                        help="the gateway's key configuration URL (default: /ohttp-keys there)")
+    relay.add_argument("--log", metavar="URL",
+                       help="the transparency log to proxy at /log/ (checkpoint and tiles "
+                            "only), so clients reach it without revealing themselves")
     relay.add_argument("--max-body", type=_positive_int, default=1 << 20, metavar="BYTES")
     relay.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
     relay.set_defaults(func=_cmd_relay)
@@ -141,7 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--issuer-name", default="issuer.privproc.local",
                          help="the issuer name in the token challenge")
     gateway.add_argument("--origin-name", default="gateway.privproc.local",
-                         help="the origin name in the token challenge")
+                         help="the gateway's name: the origin name in token challenges and "
+                              "the owner of its key records (default gateway.privproc.local)")
+    gateway.add_argument("--log", metavar="URL",
+                         help="the transparency log: staple its proofs for clients "
+                              "(/privproc/keys, the node list) and publish key records there")
+    gateway.add_argument("--publisher-key", type=Path, metavar="FILE",
+                         help="a key publisher named like --origin-name: publish this "
+                              "gateway's key records to --log (at start, after rotation)")
+    gateway.add_argument("--staple-refresh", type=float, default=10.0, metavar="SECONDS",
+                         help="how often stapled log proofs are renewed (default 10)")
+    gateway.add_argument("--key-lifetime", type=float, default=30 * 86400.0, metavar="SECONDS",
+                         help="validity of a new OHTTP key (its key record's not-after; "
+                              "default 30 days); renewed when a quarter is left")
+    gateway.add_argument("--grace", type=float, default=24 * 3600.0, metavar="SECONDS",
+                         help="how long a renewed key stays accepted (default 86400)")
     gateway.add_argument("--redemption-context", default="", metavar="HEX",
                          help="32-byte redemption context of the challenge (default none)")
     gateway.add_argument("--redis", metavar="URL",
@@ -164,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--state", type=Path, required=True, metavar="DIR")
     rotate.add_argument("--grace", type=float, default=24 * 3600.0, metavar="SECONDS",
                         help="how long the previous key stays accepted (default 86400)")
+    rotate.add_argument("--key-lifetime", type=float, default=30 * 86400.0, metavar="SECONDS",
+                        help="validity of the new key (default 30 days)")
+    rotate.add_argument("--log", metavar="URL", help="publish the new key's record here")
+    rotate.add_argument("--publisher-key", type=Path, metavar="FILE",
+                        help="a key publisher named like --origin-name, for --log")
+    rotate.add_argument("--origin-name", default="gateway.privproc.local",
+                        help="the gateway's name, the owner of its key records")
 
     from privproc.tlog.cli import configure as configure_tlog
 

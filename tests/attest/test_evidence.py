@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +28,7 @@ from privproc.attest.errors import (
     NonceMismatchError,
     PlatformMismatchError,
     ReportDataMismatchError,
+    RevokedError,
     SignatureError,
     SimulatedPlatformNotAllowedError,
     TcbTooLowError,
@@ -437,3 +439,40 @@ def test_policy_from_mapping() -> None:
                      ({"gpu_reference": {"x": []}}, "not an integer")):
         with pytest.raises(ValueError, match=msg):
             policy_from_mapping(bad)
+
+
+def _crl(sim: SimulatedIdentity, now: datetime, revoked: list[int],
+         issuer: x509.Name | None = None) -> bytes:
+    from cryptography.hazmat.primitives import hashes as _hashes
+    from cryptography.hazmat.primitives.asymmetric import padding as _padding
+
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer or sim.ark.subject)
+               .last_update(now - timedelta(days=1)).next_update(now + timedelta(days=30)))
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial)
+            .revocation_date(now - timedelta(days=1)).build())
+    pss = _padding.PSS(mgf=_padding.MGF1(_hashes.SHA384()), salt_length=48)
+    return builder.sign(sim.ark_key, _hashes.SHA384(), rsa_padding=pss).public_bytes(
+        Encoding.DER)
+
+
+def test_crls_from_the_trust_file_check_the_chain(sim: SimulatedIdentity,
+                                                  other_sim: SimulatedIdentity,
+                                                  now: datetime) -> None:
+    raw = encode_bundle(_bundle(sim, now))
+    trust = sim.trust_config()
+    claims = verify_bundle(raw, EvidencePolicy(), trust, now, crls=[_crl(sim, now, [99])])
+    assert claims.measurement == MEASUREMENT
+    with pytest.raises(RevokedError):
+        verify_bundle(raw, EvidencePolicy(), trust, now,
+                      crls=[_crl(sim, now, [sim.vcek.serial_number])])
+    # CRL checking on, but no CRL from this chain's ARK: refused, never skipped.
+    other_ark = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "SIMULATED-ARK-Genoa")])
+    with pytest.raises(CertificateChainError, match="no configured CRL is issued by"):
+        verify_bundle(raw, EvidencePolicy(), trust, now,
+                      crls=[_crl(other_sim, now, [], issuer=other_ark)])
+    with pytest.raises(CertificateChainError, match="CRL signature"):  # a forged CRL
+        verify_bundle(raw, EvidencePolicy(), trust, now, crls=[_crl(other_sim, now, [])])
+    with pytest.raises(CertificateChainError, match="cannot parse a configured CRL"):
+        verify_bundle(raw, EvidencePolicy(), trust, now, crls=[b"junk"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import signal
 from collections.abc import Iterator
 from dataclasses import replace
@@ -10,22 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from privproc.client.errors import LogVerificationError
 from privproc.client.sdk import (
     EvidenceRefusedError,
     MeasurementNotLoggedError,
-    NoVerifiedNodeError,
     PrivateProcessingClient,
 )
 from privproc.client.tokens import TokenWallet
 from privproc.client.trust import ClientTrust, load_trust
 from privproc.demo.supervisor import free_port
-from privproc.demo.up import HOST, ISSUER_NAME, LOG_ORIGIN, ORIGIN_NAME, System, start
-from privproc.tlog.client import CheckpointStore, LogForkError, LogPolicy
+from privproc.demo.up import HOST, LOG_ORIGIN, System, start
+from privproc.tlog.client import LogForkError, LogPolicy
 from privproc.tlog.keys import read_signer
 from privproc.tlog.witness_app import load_or_create_witness_key
 from privproc.wire import merkle, note
 from privproc.wire.checkpoint import Checkpoint
-from privproc.wire.privacypass import TOKEN_TYPE_BLIND_RSA, TokenChallenge
 
 pytestmark = pytest.mark.slow
 MARKER = "MARKER-adversarial-4e2d-our-secret-plans"
@@ -42,14 +42,11 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 
 def client(system: System, trust: ClientTrust | None = None,
-           store: CheckpointStore | None = None) -> PrivateProcessingClient:
+           state_dir: Path | None = None) -> PrivateProcessingClient:
     trust = trust or load_trust(system.client_config)
-    wallet = TokenWallet(str(trust.tokens["issuer"]), str(trust.tokens["account_token"]),
-                         None, batch=2)
-    c = PrivateProcessingClient(str(trust.service["relay"]), str(trust.service["log"]), trust,
-                                tokens=wallet, checkpoint_store=store)
-    c.ohttp.challenge = TokenChallenge(TOKEN_TYPE_BLIND_RSA, ISSUER_NAME, b"", [ORIGIN_NAME])
-    return c
+    assert trust.tokens is not None
+    wallet = TokenWallet(trust.tokens.issuer_url, trust.tokens.account_token, None, batch=2)
+    return PrivateProcessingClient(trust, tokens=wallet, state_dir=state_dir)
 
 
 def chat() -> list[dict[str, str]]:
@@ -74,10 +71,11 @@ def test_1_changed_node_code_is_not_in_the_log_and_is_refused(system: System,
                      f"http://{HOST}:{port}", timeout=120)
     try:
         c = client(system)
-        bundles = dict(c.candidates())
+        offered = c.candidates()
+        bundles = dict(offered.nodes)
         assert "node-rogue" in bundles
         with pytest.raises(MeasurementNotLoggedError):
-            c.verify_node("node-rogue", bundles["node-rogue"])
+            c.verify_node("node-rogue", bundles["node-rogue"], offered.releases)
         assert "node-rogue" not in {n.node_id for n in c.verified_nodes()}
     finally:
         system.sup.stop("rogue")
@@ -88,11 +86,12 @@ def test_2_evidence_binding_another_key_is_refused(system: System) -> None:
     from privproc.wire import hpke, ohttp
 
     c = client(system)
-    node_id, bundle = c.candidates()[0]
+    offered = c.candidates()
+    node_id, bundle = offered.nodes[0]
     other = ohttp.GatewayKey.create(7, hpke.KeyPair.generate()).config.encode()
     swapped = encode_bundle(replace(decode_bundle(bundle), key_config=other))
     with pytest.raises(EvidenceRefusedError, match="ReportData"):
-        c.verify_node(node_id, swapped)
+        c.verify_node(node_id, swapped, offered.releases)
 
 
 def test_3_gateway_cannot_steer_to_an_unverified_or_unregistered_node(system: System) -> None:
@@ -101,7 +100,7 @@ def test_3_gateway_cannot_steer_to_an_unverified_or_unregistered_node(system: Sy
     assert {n.node_id for n in nodes} >= {"node-0", "node-1"}
     # The directory is the same for every caller (no per-client node set) ...
     other = client(system)
-    assert sorted(c.candidates()) == sorted(other.candidates())
+    assert sorted(c.candidates().nodes) == sorted(other.candidates().nodes)
     # ... and the gateway forwards only to registered nodes.
     response = c.ohttp.request("POST", "/v1/nodes/node-evil/process", content=b"x",
                                headers=[(b"content-type", b"application/privproc-request")])
@@ -111,22 +110,26 @@ def test_3_gateway_cannot_steer_to_an_unverified_or_unregistered_node(system: Sy
 def test_4_log_fork_raises_with_evidence(system: System, tmp_path: Path) -> None:
     log_key = read_signer(system.state / "log" / "log.key")
     witness = load_or_create_witness_key(system.state / "witness", "witness.privproc.local")
-    forged = Checkpoint(LOG_ORIGIN, 1, merkle.leaf_hash(b"another history")).to_text()
+    forged_root = merkle.leaf_hash(b"another history")
+    forged = Checkpoint(LOG_ORIGIN, 1, forged_root).to_text()
     forged_note = note.add_signatures(note.sign_note(forged, [log_key]),
                                       [witness.at(1_900_000_000)])
-    store = CheckpointStore(tmp_path / "seen.note")
-    store.save(forged_note)
+    # A client that was shown a split view earlier: its kept view is of the forged tree.
+    (tmp_path / "log-view.json").write_text(json.dumps({
+        "version": 1, "checkpoint": forged_note.decode(),
+        "range": merkle.CompactRange(1, [forged_root]).to_bytes().hex(),
+        "keys": [], "revoked": {}, "releases": {}}))
     with pytest.raises(LogForkError) as err:
-        client(system, store=store).verified_nodes()
+        client(system, state_dir=tmp_path).refresh(tokens=False)
     assert forged_note in (err.value.first, err.value.second)
 
 
 def test_5_missing_witness_quorum_is_refused(system: System) -> None:
     trust = load_trust(system.client_config)
     stranger = load_or_create_witness_key(system.state / "other-witness", "w2.example")
-    policy = LogPolicy.from_keys(load_trust(system.client_config).log.log_verifier.verifier_key,
+    policy = LogPolicy.from_keys(trust.log.log_verifier.verifier_key,
                                  [stranger.verifier_key], 1)
-    with pytest.raises(NoVerifiedNodeError, match="quorum"):
+    with pytest.raises(LogVerificationError, match="quorum"):
         client(system, trust=replace(trust, log=policy)).summarize(chat())
 
 
@@ -145,12 +148,9 @@ def test_async_client_variant(system: System) -> None:
     from privproc.client.sdk import AsyncPrivateProcessingClient
 
     trust = load_trust(system.client_config)
-    wallet = TokenWallet(str(trust.tokens["issuer"]), str(trust.tokens["account_token"]),
-                         None, batch=2)
-    c = AsyncPrivateProcessingClient(str(trust.service["relay"]), str(trust.service["log"]),
-                                     trust, tokens=wallet)
-    c.sync.ohttp.challenge = TokenChallenge(TOKEN_TYPE_BLIND_RSA, ISSUER_NAME, b"",
-                                            [ORIGIN_NAME])
+    assert trust.tokens is not None
+    wallet = TokenWallet(trust.tokens.issuer_url, trust.tokens.account_token, None, batch=2)
+    c = AsyncPrivateProcessingClient(trust, tokens=wallet)
 
     async def run() -> list[str]:
         results = await asyncio.gather(c.summarize(chat()), c.write("hi", "funny"))
@@ -159,7 +159,14 @@ def test_async_client_variant(system: System) -> None:
     assert asyncio.run(run()) == ["1 messages", "2 characters"]
 
 
+def test_unusable_bundle_from_the_directory_is_refused(system: System) -> None:
+    c = client(system)
+    with pytest.raises(EvidenceRefusedError):
+        c.verify_node("node-x", base64.b64decode(base64.b64encode(b"PPEV garbage")), {})
+
+
 def test_9_node_killed_mid_request_the_client_retries_on_another(system: System) -> None:
+    # Last in this module: it kills node-1.
     c = client(system)
     assert len(c.verified_nodes()) >= 2
     victim = system.sup.services["node-1"]
@@ -167,10 +174,3 @@ def test_9_node_killed_mid_request_the_client_retries_on_another(system: System)
     victim.process.wait()
     for _ in range(4):  # whichever node is picked, every call succeeds
         assert c.summarize(chat()).output == ["1 messages"]
-
-
-def test_unusable_bundle_from_the_directory_is_refused(system: System) -> None:
-    c = client(system)
-    with pytest.raises(EvidenceRefusedError):
-        c.verify_node("node-x", base64.b64decode(base64.b64encode(b"PPEV garbage")))
-

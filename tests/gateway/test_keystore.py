@@ -76,3 +76,21 @@ def test_rotate_without_state_and_negative_grace(tmp_path: Path) -> None:
     keystore.load_or_create(tmp_path, now=0.0)
     with pytest.raises(keystore.KeyStoreError, match=">= 0"):
         keystore.rotate(tmp_path, now=0.0, grace_seconds=-1)
+
+
+def test_keys_carry_not_after_and_a_key_record(tmp_path: Path) -> None:
+    state = keystore.load_or_create(tmp_path, now=1000.5, lifetime=100)
+    record = state.current.key_record("gateway.test")
+    assert record.purpose == "ohttp-gateway" and record.owner == "gateway.test"
+    assert record.key == state.current.gateway_key.config.encode()
+    assert (record.not_before, record.not_after) == (1000, 1100)
+
+
+def test_renewal_happens_once_a_quarter_of_the_lifetime_is_left(tmp_path: Path) -> None:
+    keystore.load_or_create(tmp_path, now=0.0, lifetime=100)
+    assert keystore.renew_if_due(tmp_path, 75.0, grace_seconds=10, lifetime=100) is None
+    renewed = keystore.renew_if_due(tmp_path, 76.0, grace_seconds=10, lifetime=100)
+    assert renewed is not None and renewed.current.key_id == 2
+    assert renewed.current.not_after == 176.0
+    assert {k.key_id: k.retire_at for k in renewed.keys} == {1: 86.0, 2: None}
+    assert keystore.renew_if_due(tmp_path, 77.0, grace_seconds=10, lifetime=100) is None

@@ -128,3 +128,46 @@ def test_spend_stores_accept_once(tmp_path: Path) -> None:
         assert store.spend(b"t2", 5000, 1000.0)
     with pytest.raises(SpendStoreUnavailable):
         RedisSpendStore("redis://127.0.0.1:1/0").spend(b"x", 10, 0.0)
+
+
+def test_every_key_has_a_not_after_and_a_logged_record(tmp_path: Path) -> None:
+    keys = keystore.load_or_create(tmp_path, 1000, lifetime=100)
+    for key in keys.keys:
+        assert (key.not_before, key.not_after, key.end_of_life) == (1000, 1100, 1100)
+        record = key.key_record("issuer.test")
+        assert record.purpose == f"privacypass-{key.token_type:04x}"
+        assert record.key == key.token_key and record.not_after == 1100
+    assert set(keys.accepted(1099)) == {k.key_id for k in keys.keys}
+    assert keys.accepted(1100) == {}  # past not_after: no redeemer takes its tokens
+
+
+def test_rotation_ends_acceptance_at_the_earlier_of_overlap_and_not_after(
+        tmp_path: Path) -> None:
+    keystore.load_or_create(tmp_path, 0, lifetime=100)
+    keys = keystore.rotate(tmp_path, 90, overlap=50, lifetime=100)
+    old = [k for k in keys.keys if k.retire_at is not None]
+    assert {k.end_of_life for k in old} == {100}  # not_after 100 < retire_at 140
+    assert {k.not_after for k in keys.keys if k.retire_at is None} == {190}
+
+
+def test_keys_are_renewed_when_a_quarter_of_their_life_is_left(tmp_path: Path) -> None:
+    keystore.load_or_create(tmp_path, 0, lifetime=100)
+    assert keystore.renew_if_due(tmp_path, 75, overlap=10, lifetime=100) is None
+    renewed = keystore.renew_if_due(tmp_path, 76, overlap=10, lifetime=100)
+    assert renewed is not None
+    assert {k.not_before for k in renewed.keys if k.retire_at is None} == {76}
+    assert keystore.renew_if_due(tmp_path, 77, overlap=10, lifetime=100) is None
+
+
+def test_key_files_without_not_after_get_the_default_lifetime(tmp_path: Path) -> None:
+    import json
+
+    keystore.load_or_create(tmp_path, 1000)
+    path = tmp_path / keystore.KEYS_FILE
+    doc = json.loads(path.read_text())
+    for key in doc["keys"]:
+        del key["not_after"]
+    path.write_text(json.dumps(doc))
+    os.chmod(path, 0o600)
+    assert {k.not_after for k in keystore.load(tmp_path).keys} == {
+        1000 + keystore.DEFAULT_LIFETIME}

@@ -42,7 +42,7 @@ def test_batches_build_the_rfc9162_tree_and_tiles(storage_factory: StorageFactor
     short = read_public(storage, "tile/entries/002.p/3")
     assert short is not None and tiles.decode_entry_bundle(short, 3) == records[512:515]
     assert storage.find_leaf(leaf_hashes[42]) == 42
-    assert storage.find_measurement(decode_record(records[7]).measurement) == [7]
+    assert storage.find_subject(decode_record(records[7]).measurement) == [7]
 
 
 def test_reopening_restores_the_tree(storage_factory: StorageFactory) -> None:

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import uvicorn
 from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from starlette.applications import Starlette
 
 from privproc.tlog import witness_cli
 from privproc.tlog.witness import (
@@ -57,6 +55,8 @@ from privproc.wire.checkpoint import (
     parse_checkpoint,
 )
 from privproc.wire.note import Ed25519Signer, Verifier, parse_note, sign_note
+
+from ..servers import serving
 
 ORIGIN = "example.com/privproc-log"
 NOW = 1_700_000_000
@@ -761,33 +761,6 @@ def test_cli_parser_errors(capsys: pytest.CaptureFixture[str]) -> None:
 # --------------------------------------------------------------------------- HTTP end to end
 
 
-@contextlib.contextmanager
-def serving(app: Starlette) -> Iterator[str]:
-    """Run ``app`` on uvicorn in a background thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn exited before starting")
-            threading.Event().wait(0.01)
-        else:
-            raise RuntimeError("uvicorn did not start within 5 s")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 def test_end_to_end_over_http(tmp_path: Path) -> None:
     signer = load_or_create_witness_key(tmp_path, "witness.example/e2e")
     store = SqliteWitnessStore(tmp_path / "witness.db")
@@ -838,7 +811,7 @@ def test_end_to_end_over_http(tmp_path: Path) -> None:
                 assert resp.status == 200 and await resp.read() == b"ok\n"
 
     try:
-        with serving(create_app(config)) as url:
+        with serving(create_app(config), lifespan="off") as url:
             asyncio.run(scenario(url))
         assert store.get(ORIGIN) == (25, TREE.root(25))
     finally:

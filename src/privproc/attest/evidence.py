@@ -564,6 +564,23 @@ def _load_der(what: str, der: bytes) -> x509.Certificate:
         raise CertificateChainError(f"{what}: {exc}") from None
 
 
+def _crl_for(ark_der: bytes, crls: tuple[bytes, ...]) -> bytes | None:
+    """The CRL (of ``crls``) issued by the ARK, None when no CRLs are configured."""
+    if not crls:
+        return None
+    ark = _load_der("ARK certificate", ark_der)
+    for crl in crls:
+        try:
+            parsed = (x509.load_pem_x509_crl(crl) if crl.lstrip().startswith(b"-----BEGIN")
+                      else x509.load_der_x509_crl(crl))
+        except ValueError as exc:
+            raise CertificateChainError(f"cannot parse a configured CRL: {exc}") from None
+        if parsed.issuer == ark.subject:
+            return crl
+    raise CertificateChainError(
+        f"CRL checking is on and no configured CRL is issued by {ark.subject.rfc4514_string()}")
+
+
 def verify_bundle(bundle: EvidenceBundle | bytes,
                   policy: EvidencePolicy,
                   trust_roots: TrustConfig,
@@ -571,7 +588,8 @@ def verify_bundle(bundle: EvidenceBundle | bytes,
                   *,
                   expected_nonce: bytes | None = None,
                   gpu_nonce: bytes | None = None,
-                  cache: ChainCache | None = None) -> VerifiedClaims:
+                  cache: ChainCache | None = None,
+                  crls: Iterable[bytes] = ()) -> VerifiedClaims:
     """Verify a bundle (decoded or encoded) at ``now`` (timezone-aware).
 
     Checks, failing closed with the precise error: the platform is allowed (simulated only
@@ -582,7 +600,9 @@ def verify_bundle(bundle: EvidenceBundle | bytes,
     chain's kind matches the platform label; the GPU evidence (required if
     ``policy.require_gpu``; checked whenever present) verifies up to the pinned NVIDIA (or
     simulated) roots, signs ``gpu_nonce`` (default :func:`gpu_nonce_for` of REPORT_DATA)
-    and matches ``policy.gpu_reference``.
+    and matches ``policy.gpu_reference``. With ``crls`` (DER or PEM, signed by the ARKs),
+    the certificate chain must be checked against the CRL of its own ARK: a chain whose
+    ARK has none of them is refused, as is a revoked ASK or leaf.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("`now` must be a timezone-aware datetime")
@@ -623,9 +643,11 @@ def verify_bundle(bundle: EvidenceBundle | bytes,
             f"policy expects REPORT_DATA {wanted.hex()}, the bundle binds {report_data.hex()}")
     ev = bundle.evidence
     roots = trust_roots.simulated_amd_roots if simulated else trust_roots.amd_roots
+    crl = _crl_for(ev.ark_cert, tuple(crls))
     verified = sev_snp.verify_snp(
         ev.cpu_report, ev.leaf_cert, [ev.ask_cert, ev.ark_cert],
-        replace(policy.snp, expected_report_data=report_data), roots, now, cache=cache)
+        replace(policy.snp, expected_report_data=report_data), roots, now, cache=cache,
+        crl=crl)
     if verified.simulated != simulated:
         raise PlatformMismatchError(
             f"bundle says platform {bundle.platform!r} but its report is signed by a "

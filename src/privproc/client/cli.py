@@ -11,29 +11,16 @@ from pathlib import Path
 DEFAULT_CONFIG = Path("client.toml")
 
 
+def _progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr)
+
+
 def _client(config: Path) -> object:
-    from privproc.tlog.client import CheckpointStore
-    from privproc.wire.privacypass import TokenChallenge
-
+    """A client for the trust file, its state beside it, refreshed once (no issuer)."""
     from .sdk import PrivateProcessingClient
-    from .tokens import TokenWallet
-    from .trust import load_trust
 
-    trust = load_trust(config)
-    wallet = None
-    if trust.tokens:
-        wallet = TokenWallet(str(trust.tokens["issuer"]), str(trust.tokens["account_token"]),
-                             config.parent / "tokens.json",
-                             token_type=int(trust.tokens.get("token_type", 2)))
-    client = PrivateProcessingClient(
-        str(trust.service["relay"]), str(trust.service["log"]), trust, tokens=wallet,
-        checkpoint_store=CheckpointStore(config.parent / "checkpoint.note"),
-        progress=lambda m: print(f"  {m}", file=sys.stderr),
-    )
-    if wallet is not None and "issuer_name" in trust.tokens:
-        client.ohttp.challenge = TokenChallenge(
-            wallet.token_type, str(trust.tokens["issuer_name"]), b"",
-            [str(trust.tokens.get("origin_name", "gateway.privproc.local"))])
+    client = PrivateProcessingClient.from_trust_file(config, progress=_progress)
+    client.refresh(tokens=False)
     return client
 
 
@@ -50,6 +37,8 @@ def _finish(result: object, receipt_out: Path | None) -> int:
 
 
 def _summarize(args: argparse.Namespace) -> int:
+    from privproc.tlog.client import LogClientError
+
     from .chat_export import ChatExportError, last_messages, parse_chat_export
     from .errors import ClientError
     from .sdk import PrivateProcessingClient
@@ -66,13 +55,15 @@ def _summarize(args: argparse.Namespace) -> int:
         assert isinstance(client, PrivateProcessingClient)
         result = client.summarize([{"sender": m.sender, "time": m.time.isoformat(),
                                     "text": m.text} for m in messages], args.bullets)
-    except ClientError as exc:
+    except (ClientError, LogClientError) as exc:
         print(f"privproc summarize: REFUSED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return _finish(result, args.receipt)
 
 
 def _write(args: argparse.Namespace) -> int:
+    from privproc.tlog.client import LogClientError
+
     from .errors import ClientError
     from .sdk import PrivateProcessingClient
 
@@ -80,7 +71,7 @@ def _write(args: argparse.Namespace) -> int:
         client = _client(args.config)
         assert isinstance(client, PrivateProcessingClient)
         result = client.write(args.draft, args.tone)
-    except ClientError as exc:
+    except (ClientError, LogClientError) as exc:
         print(f"privproc write: REFUSED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return _finish(result, args.receipt)
@@ -88,21 +79,30 @@ def _write(args: argparse.Namespace) -> int:
 
 def _receipt_verify(args: argparse.Namespace) -> int:
     from .errors import ClientError
-    from .sdk import verify_receipt
+    from .receipt import ReceiptError, verify_receipt
     from .trust import load_trust
 
     try:
-        receipt = json.loads(args.receipt.read_text())
-        verify_receipt(receipt, load_trust(args.config))
-    except (OSError, ValueError) as exc:
+        receipt = json.loads(args.receipt.read_bytes())
+    except OSError as exc:
+        print(f"privproc receipt verify: {args.receipt}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValueError:
+        print(f"privproc receipt verify: {args.receipt} is not JSON", file=sys.stderr)
+        return 2
+    try:
+        checks = verify_receipt(receipt, load_trust(args.config))
+    except ReceiptError as exc:
+        print(f"REFUSED: field {exc.field}: {exc}")
+        return 1
+    except ClientError as exc:
         print(f"privproc receipt verify: {exc}", file=sys.stderr)
         return 2
-    except ClientError as exc:
-        print(f"REFUSED: {exc}")
-        return 1
-    print(f"receipt OK: node {receipt['node_id']} ran measurement "
-          f"{receipt['measurement'][:16]}..., logged at index {receipt['log_index']} under a "
-          "checkpoint signed by the log and the witness quorum")
+    for check in checks:
+        status = "verified   " if check.verified else "NOT CHECKED"
+        print(f"{status} {check.field:16s} {check.detail}")
+    print(f"receipt OK: measurement {receipt['measurement'][:16]}..., every field above "
+          "marked verified was re-checked offline")
     return 0
 
 

@@ -28,3 +28,47 @@ class KeyConfigFetchError(ClientError):
 
 class ResponseError(ClientError):
     """The encapsulated response did not open or does not decode."""
+
+
+class NodeVerificationError(ClientError):
+    """A candidate node failed verification (the reason names which check)."""
+
+
+class EvidenceRefusedError(NodeVerificationError):
+    """The node's evidence does not verify against the pinned roots and policy."""
+
+
+class KeyExpiredError(NodeVerificationError):
+    """The node's attested key has expired."""
+
+
+class MeasurementNotLoggedError(NodeVerificationError):
+    """The node's measurement is not in the transparency log."""
+
+
+class ReleaseRevokedError(NodeVerificationError):
+    """The node runs a release whose measurement a later log record revoked."""
+
+
+class NoVerifiedNodeError(ClientError):
+    """No candidate node passed verification: nothing was sent."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        detail = "; ".join(f"{n}: {r}" for n, r in sorted(reasons.items())) or "none offered"
+        super().__init__(f"no verified node ({detail})")
+        self.reasons = reasons
+
+
+class KeyNotLoggedError(ClientError):
+    """A gateway or issuer key has no valid key record in the transparency log: the
+    client seals nothing to it and asks it for no token."""
+
+
+class TooManyKeysError(KeyNotLoggedError):
+    """More keys of one purpose and owner are valid at once than the trust file allows:
+    a sign that some clients are being given keys of their own."""
+
+
+class LogVerificationError(ClientError):
+    """The log's checkpoint or a stapled proof does not verify (the log fork case is
+    :class:`privproc.tlog.client.LogForkError`, raised as is)."""

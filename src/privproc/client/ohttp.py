@@ -36,6 +36,9 @@ from .errors import (
 from .tokens import TokenWallet, pick_challenge
 
 Headers = Sequence[tuple[bytes, bytes]]
+# Where the gateway key comes from when not from /ohttp-keys (the SDK gives one that
+# accepts only logged keys); called with refresh=True after the gateway answered 422.
+KeySource = Callable[[bool], ohttp.KeyConfig]
 
 
 def seal_request(
@@ -114,8 +117,10 @@ class _Base:
         rand: hpke.Rand = os.urandom,
         tokens: TokenWallet | None = None,
         challenge: pp.TokenChallenge | None = None,
+        key_source: KeySource | None = None,
     ) -> None:
         self.relay_url = relay_url
+        self.key_source = key_source
         self.tokens = tokens
         self.challenge = challenge
         self.keys_url = keys_url or urljoin(relay_url, "/ohttp-keys")
@@ -149,6 +154,8 @@ class OHTTPClient(_Base):
     """Synchronous OHTTP client over the standard library."""
 
     def key_config(self, refresh: bool = False) -> ohttp.KeyConfig:
+        if self.key_source is not None:
+            return self.key_source(refresh)
         if self._config is None or refresh:
             req = urllib.request.Request(self.keys_url, headers={"Accept": ohttp.MEDIA_TYPE_KEYS})
             try:
@@ -173,17 +180,20 @@ class OHTTPClient(_Base):
             raise TransportError(f"cannot reach relay {self.relay_url}: {exc}") from None
 
     def request(
-        self, method: str, path: str, *, headers: Headers = (), content: bytes = b""
+        self, method: str, path: str, *, headers: Headers = (), content: bytes = b"",
+        spent: list[pp.Token] | None = None,
     ) -> bhttp.Response:
         """Send one request through the relay.
 
         Refetches the gateway key once on a 422, and, with a token wallet, answers a 401
-        token challenge once with a fresh token.
+        token challenge once with a fresh token. Tokens attached are appended to ``spent``.
         """
         refreshed = retried = False
         while True:
             token = (self.tokens.take(self.challenge)
                      if self.tokens is not None and self.challenge is not None else None)
+            if token is not None and spent is not None:
+                spent.append(token)
             sealed, ctx = seal_request(
                 self.key_config(refresh=refreshed), method, path, authority=self.authority,
                 headers=self._with_token(headers, token), content=content, now=self._clock(),
@@ -218,10 +228,12 @@ class AsyncOHTTPClient(_Base):
         rand: hpke.Rand = os.urandom,
         tokens: TokenWallet | None = None,
         challenge: pp.TokenChallenge | None = None,
+        key_source: KeySource | None = None,
         local_addr: tuple[str, int] | None = None,
     ) -> None:
         super().__init__(relay_url, keys_url, authority=authority, timeout=timeout,
-                         clock=clock, rand=rand, tokens=tokens, challenge=challenge)
+                         clock=clock, rand=rand, tokens=tokens, challenge=challenge,
+                         key_source=key_source)
         self._local_addr = local_addr
         self._session: aiohttp.ClientSession | None = None
 
@@ -250,6 +262,8 @@ class AsyncOHTTPClient(_Base):
         return self._session
 
     async def key_config(self, refresh: bool = False) -> ohttp.KeyConfig:
+        if self.key_source is not None:
+            return await asyncio.to_thread(self.key_source, refresh)
         if self._config is None or refresh:
             try:
                 async with self.session.get(

@@ -4,6 +4,14 @@
 token with the account's bearer token, finalizes the tokens and caches the unspent ones
 on disk (mode 0600, keyed by challenge). A token is removed from the cache before it is
 handed out, so it is never offered twice.
+
+The issuer must not be able to recognise one client's tokens, so the wallet asks for
+tokens only under a key that ``key_check`` accepts (the SDK accepts only keys with a key
+record in the transparency log). Refills are meant to happen away from requests
+(:meth:`TokenWallet.refill_if_low`, which the SDK runs in the background on a jittered
+schedule): fetching tokens just before spending one would let the issuer and the gateway
+link the account to the request by time. Only an empty wallet fetches inside
+:meth:`TokenWallet.take` (and says so through ``on_fetch``). Fetches are single-flight.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 from privproc.files import replace_file
@@ -37,6 +46,11 @@ class QuotaExceededError(TokenError):
         self.retry_after = retry_after
 
 
+# Called with (token type, token key) before the wallet asks for tokens under that key;
+# raises to refuse the key.
+KeyCheck = Callable[[int, bytes], Any]
+
+
 class TokenWallet:
     def __init__(
         self,
@@ -46,17 +60,26 @@ class TokenWallet:
         *,
         token_type: int = pp.TOKEN_TYPE_BLIND_RSA,
         batch: int = 10,
+        low_water: int | None = None,
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        key_check: KeyCheck | None = None,
+        on_fetch: Callable[[str], None] | None = None,
     ) -> None:
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
         self.issuer_url = issuer_url.rstrip("/")
         self.account_token = account_token
         self.cache_path = cache_path
         self.token_type = token_type
         self.batch = batch
+        self.low_water = max(1, batch // 2) if low_water is None else low_water
         self.timeout = timeout
+        self.key_check = key_check
+        self.on_fetch = on_fetch
         self._clock = clock
         self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
         self._cache: dict[str, list[str]] = self._load()
 
     def _load(self) -> dict[str, list[str]]:
@@ -101,12 +124,43 @@ class TokenWallet:
         except pp.PrivacyPassError as exc:
             raise TokenError(f"issuer directory is malformed: {exc}") from None
 
+    def _pick_key(self, directory: pp.IssuerDirectory) -> pp.TokenKey:
+        """The newest key of our type that ``key_check`` accepts."""
+        now = int(self._clock())
+        offered: list[pp.TokenKey] = sorted(
+            (k for k in directory.token_keys
+             if k.token_type == self.token_type and (k.not_before or 0) <= now),
+            key=lambda k: k.not_before or 0, reverse=True)
+        if not offered:
+            raise TokenError(f"issuer offers no key of type 0x{self.token_type:04x}")
+        if self.key_check is None:
+            return offered[0]
+        refusal: Exception | None = None
+        for key in offered:
+            try:
+                self.key_check(key.token_type, key.token_key)
+            except ClientError as exc:
+                refusal = refusal or exc
+                continue
+            return key
+        assert refusal is not None
+        raise refusal
+
     def fetch(self, challenge: pp.TokenChallenge, count: int) -> int:
         """Obtain ``count`` tokens for ``challenge``; returns how many were added."""
+        with self._fetch_lock:  # single flight: concurrent callers do not each fetch
+            return self._fetch(challenge, count)
+
+    def refill_if_low(self, challenge: pp.TokenChallenge) -> int:
+        """Fetch a batch when fewer than ``low_water`` tokens are left; returns how many."""
+        with self._fetch_lock:
+            if self.unspent(challenge) >= self.low_water:
+                return 0
+            return self._fetch(challenge, self.batch)
+
+    def _fetch(self, challenge: pp.TokenChallenge, count: int) -> int:
         directory = self.directory()
-        key = directory.select(self.token_type, int(self._clock()))
-        if key is None:
-            raise TokenError(f"issuer offers no key of type 0x{self.token_type:04x}")
+        key = self._pick_key(directory)
         public: pp.IssuerPublicKey = (
             key.token_key if self.token_type == pp.TOKEN_TYPE_VOPRF
             else blindrsa.load_public_key_spki(key.token_key)
@@ -129,16 +183,28 @@ class TokenWallet:
             added += 1
         return added
 
+    def _pop(self, key: str) -> pp.Token | None:
+        with self._lock:
+            if not self._cache.get(key):
+                return None
+            encoded = self._cache[key].pop(0)
+            self._save()
+        return pp.Token.decode(base64.b64decode(encoded))
+
     def take(self, challenge: pp.TokenChallenge) -> pp.Token:
-        """One unspent token for ``challenge``, fetching a batch when none is left."""
+        """One unspent token for ``challenge``; an empty wallet fetches a batch first."""
         key = challenge.digest().hex()
         for _ in range(2):
-            with self._lock:
-                if self._cache.get(key):
-                    encoded = self._cache[key].pop(0)
-                    self._save()
-                    return pp.Token.decode(base64.b64decode(encoded))
-            self.fetch(challenge, self.batch)
+            token = self._pop(key)
+            if token is not None:
+                return token
+            with self._fetch_lock:
+                if self.unspent(challenge) == 0:
+                    if self.on_fetch is not None:
+                        self.on_fetch(f"token wallet empty: fetching {self.batch} tokens from "
+                                      "the issuer now (the issuer and the gateway could link "
+                                      "this request to the account by time)")
+                    self._fetch(challenge, self.batch)
         raise TokenError("the issuer's tokens vanished from the cache")
 
 

@@ -2,16 +2,15 @@
 
 Starts the transparency log and a witness, the token issuer, the gateway (with the node
 directory and token redemption), the relay, an origin for plain OHTTP traffic, and one or
-more nodes; publishes the nodes' release to the log; waits until a witness-cosigned
-checkpoint carries it; writes the client's trust configuration (``client.toml``) and
-prints every URL. Stops everything on Ctrl-C.
+more nodes; the issuer and the gateway publish their key records to the log; publishes
+the nodes' release; waits until a witness-cosigned checkpoint carries every record and
+the relay serves the stapled key bundle; writes the client's trust configuration
+(``client.toml``, mode 0600) and prints every URL. Stops everything on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import secrets
 import signal
 import sys
@@ -21,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from privproc.demo.supervisor import Supervisor, free_port
+from privproc.files import replace_file
+from privproc.tlog.bundle import BundleFormatError, LogBundle
 from privproc.tlog.keys import load_or_create_signer
-from privproc.tlog.record import ReleaseRecord
+from privproc.tlog.publish import publish
+from privproc.tlog.record import KeyRecord, RecordError, ReleaseRecord, decode_entry
 from privproc.tlog.witness_app import load_or_create_witness_key
-from privproc.wire import note
 
 HOST = "127.0.0.1"
 LOG_ORIGIN = "log.privproc.local"
@@ -57,6 +58,37 @@ def _wait_for_size(log_url: str, size: int, timeout: float = 60.0) -> None:
     raise TimeoutError(f"no cosigned checkpoint of size {size} after {timeout:.0f}s")
 
 
+KEY_PURPOSES = frozenset({"ohttp-gateway", "privacypass-0001", "privacypass-0002"})
+
+
+def logged_key_purposes(relay_url: str) -> set[str]:
+    """The purposes of the key records the relay's stapled key bundle carries."""
+    try:
+        with urllib.request.urlopen(relay_url + "/privproc/keys", timeout=5) as resp:
+            bundle = LogBundle.decode(resp.read())
+    except (OSError, BundleFormatError):
+        return set()
+    purposes = set()
+    for entry in bundle.entries:
+        try:
+            record = decode_entry(entry.record)
+        except RecordError:
+            continue
+        if isinstance(record, KeyRecord):
+            purposes.add(record.purpose)
+    return purposes
+
+
+def _wait_for_key_bundle(relay_url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if logged_key_purposes(relay_url) >= KEY_PURPOSES:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the relay's key bundle lacks key records after {timeout:.0f}s "
+                       f"(has {sorted(logged_key_purposes(relay_url))})")
+
+
 def _model_digest(backend: str) -> bytes:
     digest = hashlib.sha256()
     if backend == "llama":
@@ -87,6 +119,8 @@ def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
     log_signer = load_or_create_signer(state / "log" / "log.key", LOG_ORIGIN)
     witness = load_or_create_witness_key(state / "witness", WITNESS_NAME)
     publisher = load_or_create_signer(state / "publisher.key", "releases.privproc.local")
+    gateway_publisher = load_or_create_signer(state / "gateway-publisher.key", ORIGIN_NAME)
+    issuer_publisher = load_or_create_signer(state / "issuer-publisher.key", ISSUER_NAME)
     account = secrets.token_urlsafe(24)
 
     _say("starting the transparency log and a witness")
@@ -95,21 +129,26 @@ def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
                           "--log", log_signer.verifier_key], urls["witness"])
     sup.start("log", ["log", "serve", "--listen", f"{HOST}:{ports['log']}", "--state",
                       str(state / "log"), "--origin", LOG_ORIGIN, "--publisher",
-                      publisher.verifier_key, "--witness",
+                      publisher.verifier_key, "--key-publisher", gateway_publisher.verifier_key,
+                      "--key-publisher", issuer_publisher.verifier_key, "--witness",
                       f"{urls['witness']}={witness.verifier_key}", "--quorum", "1"],
               urls["log"])
     _say("starting the token issuer, the origin, the gateway and the relay")
     sup.start("issuer", ["issuer", "serve", "--listen", f"{HOST}:{ports['issuer']}",
                          "--state", str(state / "issuer"), "--static-account",
-                         f"{account}=demo-user"], urls["issuer"])
+                         f"{account}=demo-user", "--name", ISSUER_NAME, "--log", urls["log"],
+                         "--publisher-key", str(state / "issuer-publisher.key")],
+              urls["issuer"])
     sup.start("origin", ["echo", "--listen", f"{HOST}:{ports['origin']}"], urls["origin"])
     sup.start("gateway", ["gateway", "--listen", f"{HOST}:{ports['gateway']}", "--upstream",
                           urls["origin"], "--state", str(state / "gateway"),
                           "--node-directory", "--issuer-keys", str(state / "issuer"),
-                          "--issuer-name", ISSUER_NAME, "--origin-name", ORIGIN_NAME],
+                          "--issuer-name", ISSUER_NAME, "--origin-name", ORIGIN_NAME,
+                          "--log", urls["log"], "--publisher-key",
+                          str(state / "gateway-publisher.key"), "--staple-refresh", "2"],
               urls["gateway"])
     sup.start("relay", ["relay", "--listen", f"{HOST}:{ports['relay']}", "--gateway",
-                        urls["gateway"] + "/gateway"], urls["relay"])
+                        urls["gateway"] + "/gateway", "--log", urls["log"]], urls["relay"])
     measurement = b""
     for i in range(nodes):
         port = free_port()
@@ -128,16 +167,16 @@ def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
     _say(f"publishing the node release (measurement {measurement.hex()[:16]}...) to the log")
     record = ReleaseRecord(measurement=measurement, model_sha256=_model_digest(backend),
                            version="0.1.0", source="local", time=int(time.time()))
-    request = urllib.request.Request(urls["log"] + "/add", method="POST",
-                                     data=note.sign_note(record.encode(), [publisher]))
-    with urllib.request.urlopen(request, timeout=60) as resp:
-        index = json.loads(resp.read())["index"]
+    index = publish(urls["log"], publisher, record.encode())
     _wait_for_size(urls["log"], index + 1)
     _say(f"release logged at index {index}; checkpoint cosigned by {WITNESS_NAME}")
+    _wait_for_key_bundle(urls["relay"])
+    _say("gateway and issuer key records logged; the relay serves them with their proofs")
     client_config = state / "client.toml"
-    client_config.write_text(
+    replace_file(client_config, (
         "[service]\n"
         f'relay = "{urls["relay"]}/"\n'
+        f'gateway_name = "{ORIGIN_NAME}"\n'
         f'log = "{urls["log"]}"\n\n'
         "[log]\n"
         f'vkey = "{log_signer.verifier_key}"\n'
@@ -152,8 +191,7 @@ def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
         f'account_token = "{account}"\n'
         f'issuer_name = "{ISSUER_NAME}"\n'
         f'origin_name = "{ORIGIN_NAME}"\n'
-    )
-    os.chmod(client_config, 0o600)
+    ).encode(), 0o600)
     return System(sup, state, urls, client_config)
 
 

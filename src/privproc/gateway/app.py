@@ -10,6 +10,7 @@ unreachable upstream) goes back encapsulated, so only the client can read it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -28,7 +29,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from privproc.attest.errors import AttestationError
+from privproc.attest.evidence import decode_bundle
+from privproc.attest.sev_snp import parse_report
 from privproc.service import BodyTooLarge, anonymous_session, problem, read_body
+from privproc.tlog.bundle import MEDIA_TYPE as BUNDLE_MEDIA_TYPE
+from privproc.tlog.publish import RecordPublisher
 from privproc.wire import bhttp, ohttp
 from privproc.wire.errors import BinaryHttpError, DecryptError, UnknownKeyError
 
@@ -36,6 +42,7 @@ from . import keystore
 from .directory import NodeEntry, NodeRegistry, RegistryUnavailable, window_subset
 from .redeem import Redeemer, RedemptionConfig
 from .replay import ReplayGuard, Verdict, parse_http_date
+from .transparency import Stapler, StapleUnavailable, TransparencyConfig, key_subject
 
 log = logging.getLogger("privproc.gateway")
 
@@ -61,6 +68,9 @@ class GatewayConfig:
     upstream_timeout: float = 30.0
     redemption: RedemptionConfig | None = None
     directory: DirectoryConfig | None = None
+    transparency: TransparencyConfig | None = None
+    key_lifetime: float = keystore.DEFAULT_LIFETIME_SECONDS
+    key_grace: float = keystore.DEFAULT_GRACE_SECONDS
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -76,11 +86,12 @@ class DirectoryConfig:
 class KeyCache:
     """The key state, re-read whenever ``rotate-keys`` has replaced the file."""
 
-    def __init__(self, state_dir: Path, clock: Callable[[], float]) -> None:
+    def __init__(self, state_dir: Path, clock: Callable[[], float],
+                 lifetime: float = keystore.DEFAULT_LIFETIME_SECONDS) -> None:
         self._dir = state_dir
         self._clock = clock
         self._mtime = -1
-        self._state = keystore.load_or_create(state_dir, clock())
+        self._state = keystore.load_or_create(state_dir, clock(), lifetime=lifetime)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -99,6 +110,11 @@ class KeyCache:
     def keys_body(self) -> bytes:
         self._refresh()
         return self._keys_body
+
+    @property
+    def state(self) -> keystore.KeyState:
+        self._refresh()
+        return self._state
 
 
 def _sealed(ctx: ohttp.ServerResponseContext, response: bhttp.Response) -> Response:
@@ -125,21 +141,77 @@ def inner_media_type(inner: bhttp.Request) -> str:
     return value.decode("latin-1") or "application/octet-stream"
 
 
+def node_measurement(bundle: bytes) -> bytes | None:
+    """The launch measurement a node's evidence claims (unverified: clients verify)."""
+    try:
+        return parse_report(decode_bundle(bundle).evidence.cpu_report).measurement
+    except AttestationError:
+        return None
+
+
 def create_app(config: GatewayConfig) -> Starlette:
-    keys = KeyCache(config.state_dir, config.clock)
+    keys = KeyCache(config.state_dir, config.clock, config.key_lifetime)
     replay = ReplayGuard(config.replay_window)
     redeemer = Redeemer(config.redemption) if config.redemption is not None else None
     upstream = config.upstream.rstrip("/")
     session: aiohttp.ClientSession | None = None
+    transparency = config.transparency
+    stapler = Stapler(transparency) if transparency is not None else None
+
+    def key_subjects() -> set[bytes]:
+        subjects = {key_subject(keys.state.current.gateway_key.config.encode())}
+        if redeemer is not None:
+            subjects |= {key_subject(k.token_key)
+                         for k in redeemer.keys.get().accepted(config.clock()).values()}
+        return subjects
+
+    async def keep_keys_logged(t: TransparencyConfig, stapler: Stapler) -> None:
+        """Renew the key before its not-after, log its record, keep the staple fresh."""
+        assert session is not None
+        publisher = RecordPublisher(t.log_url, t.signer) if t.signer is not None else None
+        while True:
+            now = config.clock()
+            renewed = await asyncio.to_thread(keystore.renew_if_due, config.state_dir, now,
+                                              config.key_grace, config.key_lifetime)
+            if renewed is not None:
+                log.info("key renewed before its not-after: key_id=%d",
+                         renewed.current.key_id)
+            failures = []
+            if publisher is not None:
+                state = keys.state
+                records = [k.key_record(t.owner).encode() for k in state.keys
+                           if k.retire_at is None or k.retire_at > now]
+                failures = await publisher.publish_all(session, records)
+                for exc in failures:
+                    log.warning("key record not logged yet (retrying): %s", exc)
+            try:
+                await stapler.bundle(session, key_subjects(), now)
+            except StapleUnavailable as exc:
+                log.warning("key bundle unavailable: %s", exc)
+            await asyncio.sleep(min(t.refresh, 2.0) if failures else t.refresh)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal session
         session = anonymous_session(config.upstream_timeout)
+        task = (asyncio.create_task(keep_keys_logged(transparency, stapler))
+                if transparency is not None and stapler is not None else None)
         try:
             yield
         finally:
+            if task is not None:
+                task.cancel()
             await session.close()
+
+    async def key_bundle(request: Request) -> Response:
+        if stapler is None or transparency is None or session is None:
+            return problem(404, "this gateway staples no log bundle (it runs without --log)")
+        try:
+            bundle = await stapler.bundle(session, key_subjects(), config.clock())
+        except StapleUnavailable as exc:
+            return problem(503, f"key records not available yet: {exc}")
+        return Response(bundle.encode(), media_type=BUNDLE_MEDIA_TYPE,
+                        headers={"cache-control": f"max-age={int(transparency.refresh)}"})
 
     async def ohttp_keys(request: Request) -> Response:
         return Response(
@@ -191,6 +263,17 @@ def create_app(config: GatewayConfig) -> Starlette:
             content=json.dumps(doc).encode(),
         )
 
+    async def node_list(chosen: list[NodeEntry], now: float) -> bhttp.Response:
+        """The nodes, with a log bundle of their releases so clients need not ask the log."""
+        doc: dict[str, object] = {"nodes": [n.to_json() for n in chosen], "log": None}
+        measurements = {m for n in chosen if (m := node_measurement(n.bundle)) is not None}
+        if stapler is not None and session is not None and measurements:
+            try:
+                doc["log"] = (await stapler.bundle(session, measurements, now)).to_json()
+            except StapleUnavailable:
+                return _inner_problem(503, "release proofs unavailable", "about:blank", now)
+        return _json_response(200, doc)
+
     async def node_route(inner: bhttp.Request) -> bhttp.Response:
         assert directory is not None and session is not None
         now = config.clock()
@@ -204,7 +287,7 @@ def create_app(config: GatewayConfig) -> Starlette:
             if is_list:
                 nodes = await run_in_threadpool(directory.registry.live, now, directory.ttl)
                 chosen = window_subset(nodes, now, directory.window, directory.subset)
-                return _json_response(200, {"nodes": [n.to_json() for n in chosen]})
+                return await node_list(chosen, now)
             node = await run_in_threadpool(directory.registry.get, parts[2], now,
                                            directory.ttl)
         except RegistryUnavailable:
@@ -301,6 +384,7 @@ def create_app(config: GatewayConfig) -> Starlette:
     return Starlette(
         routes=[
             Route("/ohttp-keys", ohttp_keys, methods=["GET"]),
+            Route("/privproc/keys", key_bundle, methods=["GET"]),
             Route("/gateway", gateway, methods=["POST"]),
             Route("/nodes/register", register, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),

@@ -4,6 +4,9 @@ The state directory holds ``ohttp-keys.json`` (mode 0600, written atomically): e
 pair the gateway still accepts. Exactly one key is *current* (published in
 ``/ohttp-keys``); rotated-out keys carry ``retire_at`` and are accepted until then, so
 clients holding the previous configuration keep working during the grace period.
+Every key also has a ``not_after``, fixed when it is made (default 30 days later) and
+published with it in its key record in the transparency log: clients use a key only
+until then, so the gateway renews its current key before (:func:`renew_if_due`).
 Times are passed in by the caller (seconds since the epoch): this module reads no clock.
 """
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from privproc.files import replace_file
+from privproc.tlog.record import PURPOSE_OHTTP_GATEWAY, KeyRecord
 from privproc.wire import hpke, ohttp
 from privproc.wire.errors import HPKEError
 
@@ -25,6 +29,7 @@ KEYS_FILE = "ohttp-keys.json"
 LOCK_FILE = ".ohttp-keys.lock"
 FORMAT_VERSION = 1
 DEFAULT_GRACE_SECONDS = 24 * 3600
+DEFAULT_LIFETIME_SECONDS = 30 * 24 * 3600
 
 
 class KeyStoreError(Exception):
@@ -37,10 +42,16 @@ class StoredKey:
     key_pair: hpke.KeyPair
     created_at: float
     retire_at: float | None  # None for the current key
+    not_after: float  # clients use the key only before this (its key record says so)
 
     @property
     def gateway_key(self) -> ohttp.GatewayKey:
         return ohttp.GatewayKey.create(self.key_id, self.key_pair)
+
+    def key_record(self, owner: str) -> KeyRecord:
+        """The transparency-log record that makes this key usable by clients."""
+        return KeyRecord(PURPOSE_OHTTP_GATEWAY, owner, self.gateway_key.config.encode(),
+                         int(self.created_at), int(self.not_after))
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,7 @@ def _encode(state: KeyState) -> bytes:
                 "private_key": k.key_pair.private_bytes().hex(),
                 "created_at": k.created_at,
                 "retire_at": k.retire_at,
+                "not_after": k.not_after,
             }
             for k in state.keys
         ],
@@ -92,6 +104,9 @@ def _decode(data: bytes, path: Path) -> KeyState:
                 key_pair=hpke.KeyPair.from_private_bytes(bytes.fromhex(k["private_key"])),
                 created_at=float(k["created_at"]),
                 retire_at=None if k["retire_at"] is None else float(k["retire_at"]),
+                # files written before key records carry no not_after: the default lifetime
+                not_after=float(k.get("not_after",
+                                      float(k["created_at"]) + DEFAULT_LIFETIME_SECONDS)),
             )
             for k in doc["keys"]
         )
@@ -134,13 +149,21 @@ def load(state_dir: Path) -> KeyState:
     return _decode(data, path)
 
 
-def load_or_create(state_dir: Path, now: float, rand: hpke.Rand = os.urandom) -> KeyState:
+def _check_lifetime(lifetime: float) -> None:
+    if lifetime <= 0:
+        raise KeyStoreError(f"key lifetime must be > 0 seconds, got {lifetime}")
+
+
+def load_or_create(state_dir: Path, now: float, rand: hpke.Rand = os.urandom,
+                   lifetime: float = DEFAULT_LIFETIME_SECONDS) -> KeyState:
     """Read the key state, creating a first key on first start."""
+    _check_lifetime(lifetime)
     _prepare_dir(state_dir)
     with _locked(state_dir):
         if (state_dir / KEYS_FILE).exists():
             return load(state_dir)
-        state = KeyState((StoredKey(1, hpke.KeyPair.generate(rand), now, None),))
+        state = KeyState((StoredKey(1, hpke.KeyPair.generate(rand), now, None,
+                                    now + lifetime),))
         replace_file(state_dir / KEYS_FILE, _encode(state), 0o600)
         return state
 
@@ -150,6 +173,7 @@ def rotate(
     now: float,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
     rand: hpke.Rand = os.urandom,
+    lifetime: float = DEFAULT_LIFETIME_SECONDS,
 ) -> KeyState:
     """Make a new current key; the old one is accepted for ``grace_seconds`` more.
 
@@ -158,24 +182,46 @@ def rotate(
     """
     if grace_seconds < 0:
         raise KeyStoreError(f"grace period must be >= 0 seconds, got {grace_seconds}")
+    _check_lifetime(lifetime)
     _prepare_dir(state_dir)
     with _locked(state_dir):
-        old = load(state_dir)
-        live = [k for k in old.keys if k.retire_at is None or k.retire_at > now]
-        used = {k.key_id for k in live}
-        new_id = next(
-            (i % 256 for i in range(old.current.key_id + 1, old.current.key_id + 257)
-             if i % 256 not in used),
-            None,
-        )
-        if new_id is None:
-            raise KeyStoreError("all 256 key identifiers are in use; wait for grace to end")
-        kept = tuple(
-            StoredKey(k.key_id, k.key_pair, k.created_at, now + grace_seconds)
-            if k.retire_at is None
-            else k
-            for k in live
-        )
-        state = KeyState((*kept, StoredKey(new_id, hpke.KeyPair.generate(rand), now, None)))
-        replace_file(state_dir / KEYS_FILE, _encode(state), 0o600)
-        return state
+        return _rotate_locked(state_dir, load(state_dir), now, grace_seconds, rand=rand,
+                              lifetime=lifetime)
+
+
+def renew_if_due(state_dir: Path, now: float, grace_seconds: float = DEFAULT_GRACE_SECONDS,
+                 lifetime: float = DEFAULT_LIFETIME_SECONDS, rand: hpke.Rand = os.urandom
+                 ) -> KeyState | None:
+    """Rotate when the current key has less than a quarter of ``lifetime`` left (so
+    clients always find a key valid for a while); returns the new state, or None.
+
+    Checked under the file lock, so replicas sharing the state rotate once."""
+    _check_lifetime(lifetime)
+    with _locked(state_dir):
+        state = load(state_dir)
+        if state.current.not_after - now >= lifetime / 4:
+            return None
+        return _rotate_locked(state_dir, state, now, grace_seconds, rand=rand, lifetime=lifetime)
+
+
+def _rotate_locked(state_dir: Path, old: KeyState, now: float, grace_seconds: float, *,
+                   rand: hpke.Rand, lifetime: float) -> KeyState:
+    live = [k for k in old.keys if k.retire_at is None or k.retire_at > now]
+    used = {k.key_id for k in live}
+    new_id = next(
+        (i % 256 for i in range(old.current.key_id + 1, old.current.key_id + 257)
+         if i % 256 not in used),
+        None,
+    )
+    if new_id is None:
+        raise KeyStoreError("all 256 key identifiers are in use; wait for grace to end")
+    kept = tuple(
+        StoredKey(k.key_id, k.key_pair, k.created_at, now + grace_seconds, k.not_after)
+        if k.retire_at is None
+        else k
+        for k in live
+    )
+    state = KeyState((*kept, StoredKey(new_id, hpke.KeyPair.generate(rand), now, None,
+                                       now + lifetime)))
+    replace_file(state_dir / KEYS_FILE, _encode(state), 0o600)
+    return state

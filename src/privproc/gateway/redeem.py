@@ -19,7 +19,7 @@ from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
-from privproc.issuer.keystore import DEFAULT_OVERLAP, KeyFileCache
+from privproc.issuer.keystore import KeyFileCache
 from privproc.wire import bhttp
 from privproc.wire import privacypass as pp
 
@@ -95,10 +95,9 @@ class Redeemer:
         token_id = hashlib.sha256(
             token.token_type.to_bytes(2, "big") + token.token_key_id + token.nonce
         ).digest()
-        expires = key.retire_at if key.retire_at is not None else int(now) + DEFAULT_OVERLAP
         try:
             first = await run_in_threadpool(self.config.spend_store.spend, token_id,
-                                            expires, now)
+                                            key.end_of_life, now)
         except SpendStoreUnavailable as exc:
             log.warning("double-spend store unavailable: %s", exc)
             return forwarded, self._refuse(503, "token store unavailable")

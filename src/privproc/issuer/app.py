@@ -8,16 +8,24 @@
 
 It stores per account only a count per period: nothing of the blinded messages, so
 nothing that links an issued token to its redemption.
+
+With a log (:class:`KeyLogging`), the issuer publishes a key record for each of its keys
+at start and whenever it rotates: clients use only token keys they find in the
+transparency log, so a key made for one client would be public for all to see. It renews
+its keys before their ``not_after`` (checked every ``interval`` seconds).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,6 +33,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from privproc.service import BodyTooLarge, problem, read_body
+from privproc.tlog.publish import RecordPublisher
+from privproc.wire import note
 from privproc.wire import privacypass as pp
 
 from . import keystore
@@ -35,6 +45,16 @@ log = logging.getLogger("privproc.issuer")
 
 
 @dataclass
+class KeyLogging:
+    """Where the issuer publishes its key records, as whom, and how often it checks."""
+
+    log_url: str
+    signer: note.Signer  # a key publisher named ``owner``
+    owner: str  # the issuer name (the challenge's issuer name)
+    interval: float = 60.0
+
+
+@dataclass
 class IssuerConfig:
     state_dir: Path
     accounts: AccountVerifier
@@ -42,6 +62,9 @@ class IssuerConfig:
     request_uri: str = "/token-request"
     limit: int = DEFAULT_LIMIT
     period: int = DEFAULT_PERIOD
+    key_lifetime: int = keystore.DEFAULT_LIFETIME
+    overlap: int = keystore.DEFAULT_OVERLAP
+    key_logging: KeyLogging | None = None
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -51,9 +74,39 @@ def directory_for(keys: keystore.IssuerKeys, request_uri: str, now: float) -> by
     return pp.IssuerDirectory(request_uri, entries).encode()
 
 
+async def keep_keys_logged(config: IssuerConfig, logging_: KeyLogging) -> None:
+    """Renew keys before they run out and keep every accepted key's record in the log."""
+    publisher = RecordPublisher(logging_.log_url, logging_.signer)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        while True:
+            now = int(config.clock())
+            renewed = await asyncio.to_thread(keystore.renew_if_due, config.state_dir, now,
+                                              config.overlap, config.key_lifetime)
+            if renewed is not None:
+                log.info("keys renewed before their not-after")
+            keys = await asyncio.to_thread(keystore.load, config.state_dir)
+            records = [k.key_record(logging_.owner).encode() for k in keys.keys
+                       if k.accepted_at(now)]
+            failures = await publisher.publish_all(session, records)
+            for exc in failures:
+                log.warning("key record not logged yet (retrying): %s", exc)
+            await asyncio.sleep(logging_.interval if not failures else min(
+                logging_.interval, 2.0))
+
+
 def create_app(config: IssuerConfig) -> Starlette:
-    keystore.load_or_create(config.state_dir, int(config.clock()))
+    keystore.load_or_create(config.state_dir, int(config.clock()), config.key_lifetime)
     keys = keystore.KeyFileCache(config.state_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = (asyncio.create_task(keep_keys_logged(config, config.key_logging))
+                if config.key_logging is not None else None)
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
 
     async def directory(request: Request) -> Response:
         body = directory_for(keys.get(), config.request_uri, config.clock())
@@ -109,4 +162,4 @@ def create_app(config: IssuerConfig) -> Starlette:
         Route(pp.WELL_KNOWN_ISSUER_DIRECTORY, directory, methods=["GET"]),
         Route(config.request_uri, token_request, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
-    ])
+    ], lifespan=lifespan)

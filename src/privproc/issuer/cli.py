@@ -50,8 +50,26 @@ def _serve(args: argparse.Namespace) -> int:
     args.state.mkdir(mode=0o700, parents=True, exist_ok=True)
     quota: QuotaStore = (RedisQuota(args.redis) if args.redis
                          else SqliteQuota(args.state / "quota.db"))
+    key_logging = None
+    if args.log is not None:
+        from privproc.tlog.keys import KeyFileError, read_key_publisher
+
+        from .app import KeyLogging
+
+        if args.publisher_key is None:
+            print("privproc issuer serve: --log needs --publisher-key FILE (a key publisher "
+                  "named like --name)", file=sys.stderr)
+            return 2
+        try:
+            signer = read_key_publisher(args.publisher_key, args.name)
+        except KeyFileError as exc:
+            print(f"privproc issuer serve: {exc}", file=sys.stderr)
+            return 2
+        key_logging = KeyLogging(args.log, signer, args.name)
     config = IssuerConfig(state_dir=args.state, accounts=accounts, quota=quota,
-                          limit=args.quota, period=args.period)
+                          limit=args.quota, period=args.period,
+                          key_lifetime=args.key_lifetime, overlap=args.overlap,
+                          key_logging=key_logging)
     try:
         app = create_app(config)
     except IssuerKeyError as exc:
@@ -62,16 +80,36 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
+    from privproc.tlog.keys import KeyFileError, read_signer
+    from privproc.tlog.publish import PublishError, publish
+
     from .keystore import IssuerKeyError, rotate
 
+    now = int(time.time())
+    if args.log is not None and args.publisher_key is None:
+        print("privproc issuer rotate-keys: --log needs --publisher-key FILE", file=sys.stderr)
+        return 2
     try:
-        keys = rotate(args.state, int(time.time()), args.overlap)
-    except IssuerKeyError as exc:
+        signer = read_signer(args.publisher_key) if args.log is not None else None
+        keys = rotate(args.state, now, args.overlap, args.key_lifetime)
+    except (IssuerKeyError, KeyFileError) as exc:
         print(f"privproc issuer rotate-keys: {exc}", file=sys.stderr)
         return 1
     for k in keys.keys:
         state = "current" if k.retire_at is None else f"accepted until {k.retire_at}"
         print(f"type 0x{k.token_type:04x} key {k.key_id.hex()[:16]}... {state}")
+    if signer is None:
+        print("key records not published here (no --log): a running issuer with --log "
+              "publishes them; clients refuse a key until it is logged", file=sys.stderr)
+        return 0
+    try:
+        for k in keys.keys:
+            if k.retire_at is None:
+                index = publish(args.log, signer, k.key_record(signer.name).encode())
+                print(f"type 0x{k.token_type:04x} key record logged at index {index}")
+    except PublishError as exc:
+        print(f"privproc issuer rotate-keys: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -114,12 +152,31 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        metavar="TOKEN=ACCOUNT", help="a fixed bearer token (tests, demos)")
     serve.add_argument("--quota", type=int, default=200, help="tokens per account per period")
     serve.add_argument("--period", type=int, default=86400, metavar="SECONDS")
+    serve.add_argument("--name", default="issuer.privproc.local",
+                       help="the issuer name: the owner of its key records in the log and "
+                            "the issuer name of token challenges (default "
+                            "issuer.privproc.local)")
+    serve.add_argument("--log", metavar="URL",
+                       help="publish key records to this transparency log (at start, on "
+                            "rotation); clients use only logged keys")
+    serve.add_argument("--publisher-key", type=Path, metavar="FILE",
+                       help="the key publisher key named like --name, for --log")
+    serve.add_argument("--key-lifetime", type=int, default=30 * 86400, metavar="SECONDS",
+                       help="how long a new key is valid (its key record's not-after; "
+                            "default 30 days); keys are renewed a quarter before")
+    serve.add_argument("--overlap", type=int, default=7 * 86400, metavar="SECONDS",
+                       help="how long a rotated-out key stays accepted (default 7 days)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
     rotate = actions.add_parser("rotate-keys", help="New keys; old ones kept for the overlap.")
     rotate.add_argument("--state", type=Path, required=True, metavar="DIR")
     rotate.add_argument("--overlap", type=int, default=7 * 86400, metavar="SECONDS")
+    rotate.add_argument("--key-lifetime", type=int, default=30 * 86400, metavar="SECONDS",
+                        help="validity of the new keys (default 30 days)")
+    rotate.add_argument("--log", metavar="URL", help="publish the new keys' records here")
+    rotate.add_argument("--publisher-key", type=Path, metavar="FILE",
+                        help="the key publisher key (named like the issuer), for --log")
     rotate.set_defaults(func=_rotate)
     keygen = actions.add_parser("account-keygen", help="Make an account-service signing key.")
     keygen.add_argument("--name", required=True)

@@ -2,15 +2,27 @@
 
 ``POST /`` takes a ``message/ohttp-req`` and answers the gateway's ``message/ohttp-res``.
 The outbound request carries only ``Content-Type``: no client address, no forwarding
-headers, no cookies, no user agent. ``GET /ohttp-keys`` proxies the gateway's key
-configuration (cached, so every client is handed the same keys). Bodies are never
-logged; neither are client addresses.
+headers, no cookies, no user agent. Bodies are never logged; neither are client
+addresses.
+
+Public material is proxied with GET and cached, so every client is handed the same bytes
+and neither the gateway nor the log learns who asked:
+
+- ``GET /ohttp-keys``: the gateway's key configuration (RFC 9458);
+- ``GET /privproc/keys``: the gateway's log bundle of its and the issuer's key records;
+- ``GET /log/checkpoint`` and ``GET /log/tile/...``: the transparency log (``--log``),
+  checkpoint and C2SP tiles only. Tiles never change and are cached until the cache's
+  byte bound pushes them out; the checkpoint for a few seconds.
+
+A relay cannot make a client use a key it made itself: clients accept keys only with
+their key records, proven in the witness-cosigned log.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,7 +35,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from privproc.service import BodyTooLarge, anonymous_session, problem, read_body
-from privproc.wire import ohttp
+from privproc.wire import ohttp, tiles
+from privproc.wire.errors import MerkleError
 
 log = logging.getLogger("privproc.relay")
 
@@ -37,15 +50,90 @@ class RelayConfig:
     max_body: int = 1 << 20
     timeout: float = 30.0
     keys_cache_seconds: float = 60.0
+    log: str | None = None  # the transparency log's URL, proxied at /log/
+    checkpoint_cache_seconds: float = 5.0
+    cache_bytes: int = 32 << 20  # bound on all cached GET answers
+    max_get_body: int = 4 << 20  # a proxied GET answer larger than this is refused
 
     @property
     def resolved_keys_url(self) -> str:
         return self.keys_url or urljoin(self.gateway, "/ohttp-keys")
 
+    @property
+    def key_bundle_url(self) -> str:
+        return urljoin(self.gateway, "/privproc/keys")
+
+
+@dataclass(frozen=True)
+class _Cached:
+    body: bytes
+    media_type: str
+    expires: float  # time.monotonic() value
+
+
+class GetCache:
+    """A byte-bounded LRU of proxied GET answers, each with its own expiry."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, _Cached] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: str, now: float) -> _Cached | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item.expires <= now:
+            self.drop(key)
+            return None
+        self._items.move_to_end(key)
+        return item
+
+    def put(self, key: str, item: _Cached) -> None:
+        self.drop(key)
+        if len(item.body) > self.max_bytes:
+            return
+        self._items[key] = item
+        self._bytes += len(item.body)
+        while self._bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= len(old.body)
+
+    def drop(self, key: str) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+
+
+def _max_age(cache_control: str) -> float | None:
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "max-age" and value.isdigit():
+            return float(value)
+    return None
+
+
+_IMMUTABLE = 365 * 24 * 3600.0
+
+
+async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes if it is longer.
+
+    ``StreamReader.read(n)`` returns what is buffered, possibly far less than ``n`` bytes,
+    so one call would cut a large answer short (and cache the cut copy).
+    """
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await stream.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
 
 def create_app(config: RelayConfig) -> Starlette:
     session: aiohttp.ClientSession | None = None
-    keys_cache: tuple[float, bytes] | None = None
+    cache = GetCache(config.cache_bytes)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -57,7 +145,6 @@ def create_app(config: RelayConfig) -> Starlette:
             await session.close()
 
     async def relay(request: Request) -> Response:
-        nonlocal keys_cache
         assert session is not None
         started = time.perf_counter()
         if request.headers.get("content-type", "").split(";")[0].strip() != (
@@ -86,29 +173,64 @@ def create_app(config: RelayConfig) -> Starlette:
             return problem(502, "gateway unreachable")
         log.info("forwarded: status=%d in=%d out=%d ms=%.1f", status, len(body), len(answer),
                  (time.perf_counter() - started) * 1000)
-        if status == 422:
-            keys_cache = None  # the gateway rotated past our cached configuration
+        if status == 422:  # the gateway rotated past the cached configuration
+            cache.drop(config.resolved_keys_url)
+            cache.drop(config.key_bundle_url)
         if status not in PASSED_STATUSES:
             return problem(502, f"gateway answered {status}")
         return Response(answer, status_code=status, media_type=media_type or None)
 
-    async def keys(request: Request) -> Response:
-        nonlocal keys_cache
+    async def proxied_get(url: str, cache_seconds: float, what: str) -> Response:
+        """GET ``url`` (adding nothing), cached for at most ``cache_seconds``."""
         assert session is not None
         now = time.monotonic()
-        if keys_cache is None or now - keys_cache[0] > config.keys_cache_seconds:
+        item = cache.get(url, now)
+        if item is None:
             try:
-                async with session.get(config.resolved_keys_url) as resp:
-                    body = await resp.read()
+                async with session.get(url, allow_redirects=False) as resp:
+                    body = await _read_up_to(resp.content, config.max_get_body + 1)
                     if resp.status != 200:
-                        return problem(502, f"gateway key configuration answered {resp.status}")
+                        return problem(502 if resp.status >= 500 else resp.status,
+                                       f"{what} answered {resp.status}")
+                    if len(body) > config.max_get_body:
+                        return problem(502, f"{what} answer exceeds {config.max_get_body} bytes")
+                    media_type = resp.headers.get("content-type", "application/octet-stream")
+                    upstream_age = _max_age(resp.headers.get("cache-control", ""))
             except TimeoutError:
-                return problem(504, "gateway timed out")
+                return problem(504, f"{what} timed out")
             except aiohttp.ClientError:
-                return problem(502, "gateway unreachable")
-            keys_cache = (now, body)
-        return Response(keys_cache[1], media_type=ohttp.MEDIA_TYPE_KEYS,
-                        headers={"cache-control": f"max-age={int(config.keys_cache_seconds)}"})
+                return problem(502, f"{what} unreachable")
+            seconds = cache_seconds if upstream_age is None else min(cache_seconds,
+                                                                      upstream_age)
+            item = _Cached(body, media_type, now + seconds)
+            if seconds > 0:
+                cache.put(url, item)
+        left = max(0, int(item.expires - now))
+        return Response(item.body, media_type=item.media_type,
+                        headers={"cache-control": f"max-age={left}"})
+
+    async def keys(request: Request) -> Response:
+        return await proxied_get(config.resolved_keys_url, config.keys_cache_seconds,
+                                 "gateway key configuration")
+
+    async def key_bundle(request: Request) -> Response:
+        return await proxied_get(config.key_bundle_url, config.keys_cache_seconds,
+                                 "gateway key bundle")
+
+    async def log_data(request: Request) -> Response:
+        if config.log is None:
+            return problem(404, "this relay proxies no transparency log")
+        path = request.path_params["rest"]
+        if path == "checkpoint":
+            seconds = config.checkpoint_cache_seconds
+        else:
+            try:
+                tiles.parse_tile_path(path)
+            except MerkleError:
+                return problem(404, "the relay proxies only the log's checkpoint and tiles")
+            seconds = _IMMUTABLE
+        return await proxied_get(f"{config.log.rstrip('/')}/{path}", seconds,
+                                 "transparency log")
 
     async def health(request: Request) -> Response:
         return Response(b"ok\n", media_type="text/plain")
@@ -117,6 +239,8 @@ def create_app(config: RelayConfig) -> Starlette:
         routes=[
             Route("/", relay, methods=["POST"]),
             Route("/ohttp-keys", keys, methods=["GET"]),
+            Route("/privproc/keys", key_bundle, methods=["GET"]),
+            Route("/log/{rest:path}", log_data, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
         ],
         lifespan=lifespan,

@@ -4,7 +4,10 @@ The auditor downloads every entry bundle of the latest checkpoint, recomputes ev
 tile from the entries and compares it byte for byte with the tile the log serves,
 checks the recomputed root against the checkpoint, and checks that every checkpoint it
 has seen before (kept in a state file) is a prefix of the tree: the root of the tree
-rebuilt up to that size must equal that checkpoint's root. It lists the releases.
+rebuilt up to that size must equal that checkpoint's root. It lists the releases, key
+records and revocations, and counts, for every purpose and owner, how many keys are valid
+at one instant (:func:`surplus_keys`): a gateway or issuer needs at most its current key and
+the next one, so more suggests that some clients are being handed keys of their own.
 
 Memory is bounded: the rebuild keeps only the tree's right edge and one tile per level.
 """
@@ -12,7 +15,7 @@ Memory is bounded: the rebuild keeps only the tree's right edge and one tile per
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,22 +25,107 @@ from privproc.wire.checkpoint import Checkpoint, parse_checkpoint
 from privproc.wire.errors import CheckpointError, MerkleError, NoteError
 
 from .client import Fetch, LogClientError, LogFetchError, LogPolicy
-from .record import RecordError, ReleaseRecord, decode_record
+from .record import (
+    KeyRecord,
+    RecordError,
+    ReleaseRecord,
+    RevocationRecord,
+    decode_entry,
+)
 
 Progress = Callable[[int, int], None]
+DEFAULT_MAX_KEYS = 2  # a current key and the next one
 
 
 class AuditError(LogClientError):
     """The log failed the audit: a tile, root or earlier checkpoint does not match."""
 
 
+@dataclass(frozen=True)
+class Surplus:
+    """More keys of one purpose and owner valid at one instant than the policy allows."""
+
+    purpose: str
+    owner: str
+    count: int  # distinct keys valid at ``at``
+    allowed: int
+    at: int  # the first instant (seconds since the epoch) at which ``count`` keys are valid
+    indices: tuple[int, ...]  # the log indices of the key records valid at ``at``
+
+
+def most_concurrent(keys: Iterable[tuple[int, KeyRecord]]) -> tuple[int, int, tuple[int, ...]]:
+    """The largest number of distinct keys valid at one instant, the first such instant,
+    and the indices of the records valid then; ``(0, 0, ())`` for no keys.
+
+    A sweep over the validity intervals' endpoints. A record is valid on
+    ``[not_before, not_after)``, so one ending exactly when another begins does not overlap
+    it. Two records of the same key count as one key (they hand clients nothing new).
+    """
+    members = list(keys)
+    events: list[tuple[int, int, bytes]] = []
+    for _, rec in members:
+        events.append((rec.not_before, 1, rec.key))
+        events.append((rec.not_after, -1, rec.key))
+    events.sort()  # at one instant, ends (-1) come before starts (1)
+    active: dict[bytes, int] = {}  # key -> how many of its records are valid
+    best, best_at = 0, 0
+    for when, step, key in events:
+        active[key] = active.get(key, 0) + step
+        if not active[key]:
+            del active[key]
+        elif step > 0 and len(active) > best:
+            best, best_at = len(active), when
+    indices = tuple(sorted(index for index, rec in members if rec.valid_at(best_at)))
+    return (best, best_at, indices) if best else (0, 0, ())
+
+
+def surplus_keys(keys: Iterable[tuple[int, KeyRecord]], max_keys: int) -> list[Surplus]:
+    """Every (purpose, owner) with more than ``max_keys`` keys valid at one instant, sorted
+    by purpose and owner; ``keys`` are (log index, record) pairs."""
+    groups: dict[tuple[str, str], list[tuple[int, KeyRecord]]] = {}
+    for index, rec in keys:
+        groups.setdefault((rec.purpose, rec.owner), []).append((index, rec))
+    found = []
+    for (purpose, owner), members in sorted(groups.items()):
+        count, at, indices = most_concurrent(members)
+        if count > max_keys:
+            found.append(Surplus(purpose, owner, count, max_keys, at, indices))
+    return found
+
+
 @dataclass
 class AuditReport:
     checkpoint: Checkpoint
     releases: list[tuple[int, ReleaseRecord]] = field(default_factory=list)
-    other_entries: int = 0
+    keys: list[tuple[int, KeyRecord]] = field(default_factory=list)
+    revocations: list[tuple[int, RevocationRecord]] = field(default_factory=list)
+    other_entries: int = 0  # entries that are not privproc records
     tiles_checked: int = 0
     checkpoints_checked: int = 0
+
+    def add(self, index: int, entry: bytes) -> None:
+        """File the entry at ``index`` under its kind."""
+        try:
+            record = decode_entry(entry)
+        except RecordError:
+            self.other_entries += 1
+            return
+        if isinstance(record, ReleaseRecord):
+            self.releases.append((index, record))
+        elif isinstance(record, KeyRecord):
+            self.keys.append((index, record))
+        else:
+            self.revocations.append((index, record))
+
+    def surplus(self, max_keys: int = DEFAULT_MAX_KEYS) -> list[Surplus]:
+        return surplus_keys(self.keys, max_keys)
+
+    def revoked(self) -> dict[bytes, int]:
+        """Revoked measurements and the index of the first revocation of each."""
+        found: dict[bytes, int] = {}
+        for index, rec in self.revocations:
+            found.setdefault(rec.measurement, index)
+        return found
 
 
 class SeenCheckpoints:
@@ -129,10 +217,7 @@ def audit(
                     if len(pending[tile_level]) == tiles.TILE_WIDTH:
                         check_tile(tile_level, idx // tiles.TILE_WIDTH, pending.pop(tile_level))
             check_roots_at(index + 1)
-            try:
-                report.releases.append((index, decode_record(entry)))
-            except RecordError:
-                report.other_entries += 1
+            report.add(index, entry)
         if progress is not None:
             progress(min(size, (bundle + 1) * tiles.TILE_WIDTH), size)
     for tile_level, hashes in sorted(pending.items()):

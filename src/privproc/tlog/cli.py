@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,8 +14,11 @@ from privproc.wire import note
 from privproc.wire.errors import CheckpointError, NoteError
 
 from . import witness_cli
+from .audit import DEFAULT_MAX_KEYS, AuditError, Progress, SeenCheckpoints, audit
+from .client import Fetch, LogClientError, LogPolicy, http_fetcher
 from .keys import KeyFileError, create_signer, load_or_create_signer, read_signer
-from .record import RecordError, ReleaseRecord
+from .publish import PublishError, publish
+from .record import RecordError, ReleaseRecord, RevocationRecord, format_time
 
 
 def _listen(value: str) -> Listen:
@@ -42,6 +42,10 @@ def _witness(value: str) -> tuple[str, str]:
     return url, vkey
 
 
+def _iso_time(value: str) -> int:
+    return int(datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp())
+
+
 def _err(command: str, message: str) -> int:
     print(f"privproc {command}: {message}", file=sys.stderr)
     return 1
@@ -61,6 +65,7 @@ def _log_serve(args: argparse.Namespace) -> int:
     try:
         signer = load_or_create_signer(args.state / "log.key", args.origin)
         publishers = [note.Ed25519Verifier.from_key(k) for k in args.publisher]
+        key_publishers = [note.Ed25519Verifier.from_key(k) for k in args.key_publisher]
         witnesses = [WitnessEndpoint(url.rstrip("/"), CosignatureVerifier.from_key(vkey))
                      for url, vkey in args.witness]
         storage = open_storage(args.state, args.db, args.db_schema)
@@ -70,8 +75,8 @@ def _log_serve(args: argparse.Namespace) -> int:
         return _err("log serve", f"--quorum {args.quorum} exceeds the {len(witnesses)} witnesses")
     print(f"log vkey: {signer.verifier_key}", flush=True)
     config = LogConfig(origin=args.origin, signer=signer, publishers=publishers,
-                       witnesses=witnesses, quorum=args.quorum, batch_max=args.batch_max,
-                       batch_wait=args.batch_wait)
+                       key_publishers=key_publishers, witnesses=witnesses, quorum=args.quorum,
+                       batch_max=args.batch_max, batch_wait=args.batch_wait)
     serve(create_app(storage, config), args.listen, args.log_level)
     return 0
 
@@ -79,10 +84,67 @@ def _log_serve(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ log audit
 
 
-def _log_audit(args: argparse.Namespace) -> int:
-    from .audit import AuditError, SeenCheckpoints, audit
-    from .client import LogClientError, LogPolicy, http_fetcher
+def _max_keys(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value[:20]!r}")
+    return number
 
+
+def audit_output(
+    fetch: Fetch,
+    policy: LogPolicy | None,
+    seen: SeenCheckpoints,
+    max_keys: int = DEFAULT_MAX_KEYS,
+    progress: Progress | None = None,
+) -> tuple[int, str, str]:
+    """Audit the log behind ``fetch``: the exit code and the text for stdout and stderr."""
+    try:
+        report = audit(fetch, policy, seen, progress)
+    except AuditError as exc:
+        return 1, "", f"privproc log audit: AUDIT FAILED: {exc}\n"
+    except LogClientError as exc:
+        return 1, "", f"privproc log audit: {exc}\n"
+    cp = report.checkpoint
+    out = [
+        f"log {cp.origin}: size {cp.size}, root {cp.root_hash.hex()}",
+        f"re-hashed {report.tiles_checked} tiles from {cp.size} entries; consistent with "
+        f"{report.checkpoints_checked} earlier checkpoint(s)",
+    ]
+    revoked = report.revoked()
+    for index, rec in report.releases:
+        line = (f"  #{index} version={rec.version} measurement={rec.measurement.hex()} "
+                f"model=sha256:{rec.model_sha256.hex()[:16]}... source={rec.source} "
+                f"{format_time(rec.time)}")
+        if rec.measurement in revoked:
+            line += f" REVOKED at #{revoked[rec.measurement]}"
+        out.append(line)
+    for index, key in report.keys:
+        out.append(f"  #{index} key purpose={key.purpose} owner={key.owner} "
+                   f"sha256={key.key_sha256.hex()[:16]}... valid {format_time(key.not_before)} "
+                   f"to {format_time(key.not_after)}")
+    for index, rev in report.revocations:
+        out.append(f"  #{index} revocation measurement={rev.measurement.hex()} "
+                   f"reason={rev.reason} {format_time(rev.time)}")
+    if report.other_entries:
+        out.append(f"  ({report.other_entries} entries are not privproc records)")
+    surplus = report.surplus(max_keys)
+    for s in surplus:
+        out.append(f"SURPLUS KEYS: purpose={s.purpose} owner={s.owner}: {s.count} keys valid "
+                   f"at once, {s.allowed} allowed, at {format_time(s.at)}: records "
+                   + ", ".join(f"#{i}" for i in s.indices))
+    if surplus:
+        return 1, "\n".join(out) + "\n", (
+            f"privproc log audit: AUDIT FAILED: {len(surplus)} purpose(s) with more "
+            "concurrently valid keys than allowed\n")
+    out.append("audit OK")
+    return 0, "\n".join(out) + "\n", ""
+
+
+def _log_audit(args: argparse.Namespace) -> int:
     policy = None
     if args.vkey:
         try:
@@ -103,23 +165,12 @@ def _log_audit(args: argparse.Namespace) -> int:
 
     try:
         seen = SeenCheckpoints(args.state)
-        report = audit(http_fetcher(args.log), policy, seen, progress)
     except AuditError as exc:
         return _err("log audit", f"AUDIT FAILED: {exc}")
-    except LogClientError as exc:
-        return _err("log audit", str(exc))
-    cp = report.checkpoint
-    print(f"log {cp.origin}: size {cp.size}, root {cp.root_hash.hex()}")
-    print(f"re-hashed {report.tiles_checked} tiles from {cp.size} entries; consistent with "
-          f"{report.checkpoints_checked} earlier checkpoint(s)")
-    for index, rec in report.releases:
-        stamp = datetime.fromtimestamp(rec.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        print(f"  #{index} version={rec.version} measurement={rec.measurement.hex()} "
-              f"model=sha256:{rec.model_sha256.hex()[:16]}... source={rec.source} {stamp}")
-    if report.other_entries:
-        print(f"  ({report.other_entries} entries are not release records)")
-    print("audit OK")
-    return 0
+    code, out, err = audit_output(http_fetcher(args.log), policy, seen, args.max_keys, progress)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
 
 
 # ------------------------------------------------------------------ release
@@ -149,8 +200,7 @@ def _release_add(args: argparse.Namespace) -> int:
         model = digest.digest()
     else:
         model = args.model_digest
-    when = int(time.time()) if args.time is None else int(
-        datetime.fromisoformat(args.time).replace(tzinfo=UTC).timestamp())
+    when = int(time.time()) if args.time is None else _iso_time(args.time)
     gpu = []
     for item in args.gpu:
         name, _, value = item.partition("=")
@@ -159,21 +209,31 @@ def _release_add(args: argparse.Namespace) -> int:
         record = ReleaseRecord(measurement=args.measurement, model_sha256=model,
                                version=args.version, source=args.source, time=when,
                                gpu=tuple(sorted(gpu)))
-        body = note.sign_note(record.encode(), [signer])
     except RecordError as exc:
         return _err("release add", str(exc))
-    request = urllib.request.Request(args.log.rstrip("/") + "/add", data=body, method="POST",
-                                     headers={"Content-Type": "text/plain; charset=utf-8"})
     try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            answer = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")[:300]
-        return _err("release add", f"log answered {exc.code}: {detail}")
-    except (urllib.error.URLError, OSError) as exc:
-        return _err("release add", f"cannot reach {args.log}: {exc}")
-    print(f"logged release {record.version} at index {answer['index']} "
-          f"(log size {answer['size']})")
+        index = publish(args.log, signer, record.encode())
+    except PublishError as exc:
+        return _err("release add", str(exc))
+    print(f"logged release {record.version} at index {index}")
+    return 0
+
+
+def _release_revoke(args: argparse.Namespace) -> int:
+    try:
+        signer = read_signer(args.key)
+    except KeyFileError as exc:
+        return _err("release revoke", str(exc))
+    when = int(time.time()) if args.time is None else _iso_time(args.time)
+    try:
+        record = RevocationRecord(measurement=args.measurement, reason=args.reason, time=when)
+        index = publish(args.log, signer, record.encode())
+    except RecordError as exc:
+        return _err("release revoke", str(exc))
+    except PublishError as exc:
+        return _err("release revoke", str(exc))
+    print(f"logged the revocation of measurement {args.measurement.hex()[:16]}... at index "
+          f"{index}: clients refuse it once they see this record")
     return 0
 
 
@@ -194,7 +254,11 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--origin", default="log.privproc.local",
                        help="the log's origin line and key name (default log.privproc.local)")
     serve.add_argument("--publisher", action="append", default=[], metavar="VKEY",
-                       help="verifier key of a release publisher allowed to add (repeatable)")
+                       help="verifier key of a publisher allowed to add any record "
+                            "(releases, revocations, keys; repeatable)")
+    serve.add_argument("--key-publisher", action="append", default=[], metavar="VKEY",
+                       help="verifier key of a gateway or issuer allowed to add only key "
+                            "records whose owner is the key's name (repeatable)")
     serve.add_argument("--witness", action="append", default=[], type=_witness,
                        metavar="URL=VKEY", help="a witness to collect cosignatures from")
     serve.add_argument("--quorum", type=int, default=0,
@@ -217,6 +281,11 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         parser.add_argument("--quorum", type=int, default=0)
         parser.add_argument("--state", type=Path, metavar="FILE",
                             help="checkpoints seen before (created; consistency is checked)")
+        parser.add_argument("--max-keys", type=_max_keys, default=DEFAULT_MAX_KEYS, metavar="N",
+                            help="fail if more than N keys of one purpose and owner are valid "
+                                 f"at one instant (default {DEFAULT_MAX_KEYS}: the current key "
+                                 "and the next one; more means some clients may be getting "
+                                 "keys of their own)")
         parser.set_defaults(func=_log_audit)
 
     witness = sub.add_parser("witness", help="Run a C2SP tlog witness.")
@@ -244,3 +313,13 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="a GPU reference value (repeatable)")
     add.add_argument("--time", metavar="ISO", help="release time, UTC (default now)")
     add.set_defaults(func=_release_add)
+    revoke = release_sub.add_parser(
+        "revoke", help="Log a revocation: clients refuse every release of a measurement.")
+    revoke.add_argument("--log", required=True, metavar="URL")
+    revoke.add_argument("--key", type=Path, required=True, metavar="FILE",
+                        help="the publisher key (from 'privproc release keygen')")
+    revoke.add_argument("--measurement", type=_hex, required=True, metavar="HEX")
+    revoke.add_argument("--reason", required=True,
+                        help="a token naming why, e.g. CVE-2026-1234 or key-compromise")
+    revoke.add_argument("--time", metavar="ISO", help="revocation time, UTC (default now)")
+    revoke.set_defaults(func=_release_revoke)

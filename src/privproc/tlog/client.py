@@ -151,19 +151,15 @@ class InclusionProof:
     checkpoint: bytes  # the signed (and cosigned) checkpoint note the proof is against
 
 
-class LogClient:
-    """Verifies a log's checkpoints and proves records against them."""
+class LogReader:
+    """Reads a log's public data (tiles, entry bundles) and proves inclusion: no policy.
 
-    def __init__(
-        self,
-        fetch: Fetch,
-        policy: LogPolicy,
-        store: CheckpointStore | None = None,
-        tile_cache_size: int = 4096,
-    ) -> None:
+    Both sides use it: a client under a verified checkpoint, the log (or a service that
+    staples proofs) under the checkpoint it publishes.
+    """
+
+    def __init__(self, fetch: Fetch, tile_cache_size: int = 4096) -> None:
         self.fetch = fetch
-        self.policy = policy
-        self.store = store or CheckpointStore(None)
         self._tiles: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
         self._cache_size = tile_cache_size
 
@@ -181,6 +177,66 @@ class LogClient:
 
     def _reader(self, size: int) -> tiles.TileHashReader:
         return tiles.TileHashReader(size, self.read_tile)
+
+    def check_consistent(self, size1: int, root1: bytes, size2: int, root2: bytes) -> None:
+        """Raise MerkleError unless the tree (size1, root1) is a prefix of (size2, root2)."""
+        if size1 == size2:
+            if root1 != root2:
+                raise MerkleError("same size, different root hashes")
+            return
+        if size1 == 0:  # every tree extends the empty one, whose root is fixed
+            if root1 != merkle.EMPTY_ROOT:
+                raise MerkleError("a checkpoint of size 0 must carry the empty-tree root")
+            return
+        proof = merkle.consistency_proof(size1, size2, self._reader(size2))
+        merkle.verify_consistency(size1, size2, proof, root1, root2)
+
+    def entries(self, bundle: int, size: int) -> list[bytes]:
+        """The entries of entry bundle ``bundle`` in a tree of ``size`` leaves."""
+        width = min(tiles.TILE_WIDTH, size - bundle * tiles.TILE_WIDTH)
+        if width <= 0:
+            raise InclusionError(f"entry bundle {bundle} is outside the tree of size {size}")
+        data = self.fetch(tiles.entries_path(bundle, width))
+        try:
+            return tiles.decode_entry_bundle(data, width)
+        except MerkleError as exc:
+            raise InclusionError(f"entry bundle {bundle}: {exc}") from None
+
+    def entry(self, index: int, size: int) -> bytes:
+        """Entry ``index`` of a tree of ``size`` leaves, from its entry bundle."""
+        if not 0 <= index < size:
+            raise InclusionError(f"index {index} is outside the tree of size {size}")
+        bundle, offset = divmod(index, tiles.TILE_WIDTH)
+        return self.entries(bundle, size)[offset]
+
+    def prove_in(self, index: int, checkpoint: Checkpoint, checkpoint_note: bytes
+                 ) -> InclusionProof:
+        """Fetch entry ``index`` and prove it is in the tree of ``checkpoint``."""
+        size = checkpoint.size
+        record = self.entry(index, size)
+        try:
+            proof = merkle.inclusion_proof(index, size, self._reader(size))
+            merkle.verify_inclusion(
+                merkle.leaf_hash(record), index, size, proof, checkpoint.root_hash
+            )
+        except MerkleError as exc:
+            raise InclusionError(f"record {index} is not included: {exc}") from None
+        return InclusionProof(index, record, tuple(proof), checkpoint_note)
+
+
+class LogClient(LogReader):
+    """Verifies a log's checkpoints and proves records against them."""
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        policy: LogPolicy,
+        store: CheckpointStore | None = None,
+        tile_cache_size: int = 4096,
+    ) -> None:
+        super().__init__(fetch, tile_cache_size)
+        self.policy = policy
+        self.store = store or CheckpointStore(None)
 
     def update(self) -> TrustedCheckpoint:
         """Fetch and verify the latest checkpoint; prove it consistent with the last one."""
@@ -218,43 +274,9 @@ class LogClient:
             return TrustedCheckpoint(new.checkpoint, checkpoint_note)
         return TrustedCheckpoint(old.checkpoint, stored_note)
 
-    def check_consistent(self, size1: int, root1: bytes, size2: int, root2: bytes) -> None:
-        """Raise MerkleError unless the tree (size1, root1) is a prefix of (size2, root2)."""
-        if size1 == size2:
-            if root1 != root2:
-                raise MerkleError("same size, different root hashes")
-            return
-        if size1 == 0:  # every tree extends the empty one, whose root is fixed
-            if root1 != merkle.EMPTY_ROOT:
-                raise MerkleError("a checkpoint of size 0 must carry the empty-tree root")
-            return
-        proof = merkle.consistency_proof(size1, size2, self._reader(size2))
-        merkle.verify_consistency(size1, size2, proof, root1, root2)
-
-    def entry(self, index: int, size: int) -> bytes:
-        """Entry ``index`` of a tree of ``size`` leaves, from its entry bundle."""
-        if not 0 <= index < size:
-            raise InclusionError(f"index {index} is outside the tree of size {size}")
-        bundle, offset = divmod(index, tiles.TILE_WIDTH)
-        width = min(tiles.TILE_WIDTH, size - bundle * tiles.TILE_WIDTH)
-        data = self.fetch(tiles.entries_path(bundle, width))
-        try:
-            return tiles.decode_entry_bundle(data, width)[offset]
-        except MerkleError as exc:
-            raise InclusionError(f"entry bundle {bundle}: {exc}") from None
-
     def prove(self, index: int, trusted: TrustedCheckpoint) -> InclusionProof:
         """Fetch entry ``index`` and prove it is in the tree of ``trusted``."""
-        size = trusted.checkpoint.size
-        record = self.entry(index, size)
-        try:
-            proof = merkle.inclusion_proof(index, size, self._reader(size))
-            merkle.verify_inclusion(
-                merkle.leaf_hash(record), index, size, proof, trusted.checkpoint.root_hash
-            )
-        except MerkleError as exc:
-            raise InclusionError(f"record {index} is not included: {exc}") from None
-        return InclusionProof(index, record, tuple(proof), trusted.note)
+        return self.prove_in(index, trusted.checkpoint, trusted.note)
 
 
 def verify_inclusion_offline(proof: InclusionProof, policy: LogPolicy) -> VerifiedCheckpoint:

@@ -64,3 +64,13 @@ def load_or_create_signer(path: Path, name: str) -> note.Ed25519Signer:
     if signer.name != name:
         raise KeyFileError(f"{path} holds the key {signer.name!r}, expected {name!r}")
     return signer
+
+
+def read_key_publisher(path: Path, owner: str) -> note.Ed25519Signer:
+    """A key publisher key for ``owner``: the log takes key records only from a key named
+    like their owner, so a key of another name is refused here, before anything is sent."""
+    signer = read_signer(path)
+    if signer.name != owner:
+        raise KeyFileError(f"{path} holds the key {signer.name!r}; a key publisher must be "
+                           f"named like the owner of its key records, {owner!r}")
+    return signer

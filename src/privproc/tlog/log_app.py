@@ -2,14 +2,20 @@
 
 Routes:
 
-- ``POST /add``: a release record signed as a note by a configured publisher key. The
-  answer (JSON ``{"index": N, "size": S}``) comes only after the record is durable in the
-  tree (one transaction per batch); resubmitting the same record returns its index.
+- ``POST /add``: a record (release, key or revocation: :mod:`privproc.tlog.record`)
+  signed as a note by a publisher key. A *publisher* may add any record; a *key publisher*
+  only key records whose owner is its own key name (a gateway or issuer publishes its own
+  keys, never a release). The answer (JSON ``{"index": N, "size": S}``) comes only after
+  the record is durable in the tree (one transaction per batch); resubmitting the same
+  record returns its index.
 - ``GET /checkpoint``: the latest published checkpoint, with the witnesses' cosignatures.
 - ``GET /tile/<L>/<N>[.p/<W>]`` and ``GET /tile/entries/<N>[.p/<W>]``: C2SP tlog-tiles,
   immutable, servable by any static web server.
-- ``GET /lookup/<measurement hex>``: the indices of the records with that measurement
-  (a hint; clients prove what they find with an inclusion proof).
+- ``GET /lookup/<subject hex>``: the indices of the records with that subject (a
+  release's or revocation's measurement, or a key's SHA-256); a hint.
+- ``GET /proofs?subject=<hex>[&subject=<hex>...]``: a log bundle
+  (:mod:`privproc.tlog.bundle`) of every record with those subjects, with inclusion proofs
+  under the published checkpoint: what gateways staple for their clients.
 """
 
 from __future__ import annotations
@@ -32,10 +38,13 @@ from starlette.routing import Route
 
 from privproc.service import BodyTooLarge, problem, read_body
 from privproc.wire import merkle, note, tiles
-from privproc.wire.checkpoint import CosignatureVerifier, open_checkpoint
+from privproc.wire.checkpoint import CosignatureVerifier, open_checkpoint, parse_checkpoint
 from privproc.wire.errors import CheckpointError, MerkleError, NoteError
 
-from .record import RecordError, decode_record
+from .bundle import MEDIA_TYPE as BUNDLE_MEDIA_TYPE
+from .bundle import build_bundle
+from .client import LogClientError, LogFetchError, LogReader
+from .record import KeyRecord, RecordError, decode_entry
 from .sequencer import Sequencer, read_public, read_stored_tile
 from .storage import LogStorage, StorageError
 from .witness_client import WitnessError, request_cosignature
@@ -56,12 +65,14 @@ class LogConfig:
     origin: str
     signer: note.Signer
     publishers: Sequence[note.Verifier]
+    key_publishers: Sequence[note.Verifier] = ()
     witnesses: Sequence[WitnessEndpoint] = ()
     quorum: int = 0
     batch_max: int = 4096
     batch_wait: float = 0.01
     max_record: int = 8192
     cosign_timeout: float = 10.0
+    max_proof_subjects: int = 64
 
 
 @dataclass
@@ -233,6 +244,15 @@ def create_app(storage: LogStorage, config: LogConfig) -> Starlette:
                 service._writer.shutdown(wait=True)
                 storage.close()
 
+    signers = [*config.publishers, *config.key_publishers]
+    release_publishers = {(v.name, v.key_hash) for v in config.publishers}
+
+    def public_fetch(path: str) -> bytes:
+        data = read_public(storage, path)
+        if data is None:
+            raise LogFetchError(f"{path} is not stored")
+        return data
+
     async def add(request: Request) -> Response:
         assert service is not None
         try:
@@ -240,14 +260,22 @@ def create_app(storage: LogStorage, config: LogConfig) -> Starlette:
         except BodyTooLarge:
             return problem(413, f"record too large (limit {config.max_record} bytes)")
         try:
-            parsed, _ = note.open_note(body, config.publishers)
+            parsed, signatures = note.open_note(body, signers)
         except NoteError as exc:
             log.info("refused add: %s", exc)
-            return problem(403, "record must be signed by a release publisher key")
+            return problem(403, "record must be signed by a publisher key")
         try:
-            decode_record(parsed.text)
+            record = decode_entry(parsed.text)
         except RecordError as exc:
-            return problem(400, f"malformed release record: {exc}")
+            return problem(400, f"malformed record: {exc}")
+        names = {sig.name for sig in signatures
+                 if (sig.name, sig.key_hash) in release_publishers}
+        if not names:
+            key_names = {sig.name for sig in signatures}
+            if not isinstance(record, KeyRecord) or record.owner not in key_names:
+                log.info("refused add: key publisher outside its scope")
+                return problem(403, "a key publisher may add only key records of its own "
+                                    "name")
         try:
             index = await service.add(parsed.text)
         except StorageError as exc:
@@ -278,11 +306,36 @@ def create_app(storage: LogStorage, config: LogConfig) -> Starlette:
 
     async def lookup(request: Request) -> Response:
         try:
-            measurement = bytes.fromhex(request.path_params["measurement"])
+            subject = bytes.fromhex(request.path_params["subject"])
         except ValueError:
-            return problem(400, "measurement must be hex")
-        indices = await run_in_threadpool(storage.find_measurement, measurement)
+            return problem(400, "subject must be hex")
+        indices = await run_in_threadpool(storage.find_subject, subject)
         return Response(json.dumps({"indices": indices}), media_type="application/json")
+
+    def bundle_for(subjects: list[bytes]) -> bytes:
+        state = storage.state()
+        assert state is not None
+        checkpoint = parse_checkpoint(note.parse_note(state.published).text)
+        indices = [i for s in subjects for i in storage.find_subject(s)]
+        return build_bundle(LogReader(public_fetch), checkpoint, state.published,
+                            indices).encode()
+
+    async def proofs(request: Request) -> Response:
+        values = request.query_params.getlist("subject")
+        if not 1 <= len(values) <= config.max_proof_subjects:
+            return problem(400, f"give 1 to {config.max_proof_subjects} subject parameters")
+        try:
+            subjects = [bytes.fromhex(v) for v in values]
+        except ValueError:
+            return problem(400, "subjects must be hex")
+        # bytes.fromhex skips whitespace and reads "" as no bytes: neither names a subject.
+        if any(not s or s.hex() != v.lower() for s, v in zip(subjects, values, strict=True)):
+            return problem(400, "subjects must be hex")
+        try:
+            body = await run_in_threadpool(bundle_for, subjects)
+        except (LogClientError, MerkleError, StorageError) as exc:
+            return problem(503, f"cannot prove the records: {exc}")
+        return Response(body, media_type=BUNDLE_MEDIA_TYPE, headers={"cache-control": "no-store"})
 
     async def health(request: Request) -> Response:
         return Response(b"ok\n", media_type="text/plain")
@@ -292,7 +345,8 @@ def create_app(storage: LogStorage, config: LogConfig) -> Starlette:
             Route("/add", add, methods=["POST"]),
             Route("/checkpoint", checkpoint, methods=["GET"]),
             Route("/tile/{rest:path}", tile, methods=["GET"]),
-            Route("/lookup/{measurement}", lookup, methods=["GET"]),
+            Route("/lookup/{subject}", lookup, methods=["GET"]),
+            Route("/proofs", proofs, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
         ],
         lifespan=lifespan,

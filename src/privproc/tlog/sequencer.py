@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from privproc.wire import merkle, note, tiles
 from privproc.wire.checkpoint import Checkpoint, parse_checkpoint
 
-from .record import HEADER
+from .record import entry_subject
 from .storage import Batch, LogStorage, StorageError
 
 
@@ -35,20 +35,6 @@ def bundle_prefix(data: bytes, width: int) -> bytes | None:
             return None
         pos += 2 + int.from_bytes(data[pos : pos + 2], "big")
     return data[:pos] if pos <= len(data) else None
-
-
-_MEASUREMENT_PREFIX = HEADER.encode() + b"\nmeasurement "
-
-
-def release_measurement(record: bytes) -> bytes | None:
-    """The measurement of a release record (cheaply: records were checked when added)."""
-    if not record.startswith(_MEASUREMENT_PREFIX):
-        return None
-    end = record.find(b"\n", len(_MEASUREMENT_PREFIX))
-    try:
-        return bytes.fromhex(record[len(_MEASUREMENT_PREFIX) : end].decode("ascii"))
-    except (ValueError, UnicodeDecodeError):
-        return None
 
 
 def read_public(storage: LogStorage, path: str) -> bytes | None:
@@ -114,9 +100,9 @@ class Sequencer:
         self._add_bundles(batch, records)
         for i, (record, lh) in enumerate(zip(records, leaf_hashes, strict=True)):
             batch.leaves.append((lh, old_size + i))
-            measurement = release_measurement(record)
-            if measurement is not None:  # the log carries any entry; releases are indexed
-                batch.measurements.append((measurement, old_size + i))
+            subject = entry_subject(record)
+            if subject is not None:  # the log carries any entry; privproc records are indexed
+                batch.subjects.append((subject, old_size + i))
         text = Checkpoint(self.origin, new_size, new_range.root()).to_text()
         batch.checkpoint = note.sign_note(text, [self.signer])
         self.storage.write_batch(batch)

@@ -29,6 +29,8 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS bundles (idx BIGINT PRIMARY KEY, data {blob} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS leaves (leaf_hash {blob} PRIMARY KEY, idx BIGINT NOT NULL)"
     "{without_rowid}",
+    # Indexes record subjects (a release's or revocation's measurement, a key's SHA-256);
+    # the table keeps its first name so that logs created before key records still open.
     "CREATE TABLE IF NOT EXISTS measurements (measurement {blob} NOT NULL, idx BIGINT NOT NULL,"
     " PRIMARY KEY (measurement, idx)){without_rowid}",
     "CREATE TABLE IF NOT EXISTS checkpoints (size BIGINT PRIMARY KEY, note {blob} NOT NULL)",
@@ -57,7 +59,7 @@ class Batch:
     tiles: dict[tuple[int, int], bytes] = field(default_factory=dict)
     bundles: dict[int, bytes] = field(default_factory=dict)
     leaves: list[tuple[bytes, int]] = field(default_factory=list)
-    measurements: list[tuple[bytes, int]] = field(default_factory=list)
+    subjects: list[tuple[bytes, int]] = field(default_factory=list)
 
 
 class LogStorage(Protocol):
@@ -75,7 +77,7 @@ class LogStorage(Protocol):
 
     def find_leaf(self, leaf_hash: bytes) -> int | None: ...
 
-    def find_measurement(self, measurement: bytes) -> list[int]: ...
+    def find_subject(self, subject: bytes) -> list[int]: ...
 
     def checkpoints(self) -> list[tuple[int, bytes]]: ...
 
@@ -150,7 +152,7 @@ class _SqlStorage:
             )
             cur.executemany(
                 self._q("INSERT INTO measurements (measurement, idx) VALUES (?, ?)"),
-                batch.measurements,
+                batch.subjects,
             )
             cur.execute(
                 self._q(
@@ -190,11 +192,11 @@ class _SqlStorage:
             row = cur.fetchone()
         return None if row is None else int(row[0])
 
-    def find_measurement(self, measurement: bytes) -> list[int]:
+    def find_subject(self, subject: bytes) -> list[int]:
         with self._read() as cur:
             cur.execute(
                 self._q("SELECT idx FROM measurements WHERE measurement = ? ORDER BY idx"),
-                (measurement,),
+                (subject,),
             )
             return [int(r[0]) for r in cur.fetchall()]
 

@@ -1,0 +1,166 @@
+"""What the client checks against the transparency log before it trusts a key or a node.
+
+Every key the client uses is in the log: the gateway's OHTTP key and the issuer's token
+keys each need a key record, proven by an inclusion proof under a checkpoint signed by the
+log and the witness quorum, consistent with the client's :class:`LogView`, and valid now
+(``not-before <= now < not-after``). More valid keys of one purpose and owner than the
+trust file allows (default 2: current and next) are refused: keys made for one client
+cannot hide among the few everyone uses. A node needs a release record for its
+measurement, stapled the same way, and no revocation record for it anywhere in the log.
+
+All of it arrives stapled (:mod:`privproc.tlog.bundle`) through the relay; nothing here
+talks to the log directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from privproc.tlog.bundle import BundleFormatError, LogBundle
+from privproc.tlog.client import InclusionProof, LogClientError, LogForkError
+from privproc.tlog.record import (
+    PURPOSE_OHTTP_GATEWAY,
+    KeyRecord,
+    RecordError,
+    ReleaseRecord,
+    decode_entry,
+    format_time,
+    privacypass_purpose,
+)
+from privproc.tlog.view import LogView
+from privproc.wire import ohttp
+from privproc.wire.errors import KeyConfigError
+
+from .errors import KeyNotLoggedError, LogVerificationError, TooManyKeysError
+from .trust import ClientTrust
+
+
+@dataclass(frozen=True)
+class LoggedKey:
+    """A key record that verified, and the proof that carried it."""
+
+    record: KeyRecord
+    proof: InclusionProof
+
+
+@dataclass(frozen=True)
+class GatewayKey:
+    config: ohttp.KeyConfig
+    logged: LoggedKey
+
+
+@dataclass(frozen=True)
+class VerifiedKeys:
+    """The keys of one key bundle that passed every check, newest first."""
+
+    gateway: tuple[GatewayKey, ...]
+    issuer: tuple[LoggedKey, ...]
+
+    def issuer_key(self, token_type: int, token_key: bytes) -> LoggedKey | None:
+        purpose = privacypass_purpose(token_type)
+        return next((k for k in self.issuer
+                     if k.record.purpose == purpose and k.record.key == token_key), None)
+
+
+def verified_bundle(bundle: LogBundle, trust: ClientTrust, view: LogView) -> None:
+    """Signatures, quorum and every proof of ``bundle``, and its checkpoint consistent
+    with the view (LogForkError is raised as is: it is evidence)."""
+    try:
+        bundle.verify(trust.log)
+        view.accept(bundle.checkpoint)
+    except LogForkError:
+        raise
+    except LogClientError as exc:
+        raise LogVerificationError(f"stapled log proofs do not verify: {exc}") from None
+
+
+def check_not_surplus(view: LogView, purpose: str, owner: str, now: float, limit: int) -> None:
+    valid = [k for k in view.keys(purpose, owner) if k.valid_at(now)]
+    if len(valid) > limit:
+        indices = ", ".join(str(k.index) for k in valid)
+        raise TooManyKeysError(
+            f"{len(valid)} {purpose} keys of {owner} are valid at once in the log (records "
+            f"{indices}); the trust file allows {limit}: refusing, since extra keys can "
+            "single out clients")
+
+
+def verify_key_bundle(data: bytes, trust: ClientTrust, view: LogView, now: float
+                      ) -> VerifiedKeys:
+    """The gateway and issuer keys of a key bundle that are logged and valid at ``now``."""
+    try:
+        bundle = LogBundle.decode(data)
+    except BundleFormatError as exc:
+        raise LogVerificationError(f"key bundle: {exc}") from None
+    verified_bundle(bundle, trust, view)
+    gateway: list[GatewayKey] = []
+    issuer: list[LoggedKey] = []
+    issuer_name = trust.tokens.issuer_name if trust.tokens is not None else None
+    for proof in bundle.proofs():
+        try:
+            record = decode_entry(proof.record)
+        except RecordError:
+            continue
+        if not isinstance(record, KeyRecord) or not record.valid_at(now):
+            continue
+        logged = LoggedKey(record, proof)
+        if record.purpose == PURPOSE_OHTTP_GATEWAY and record.owner == trust.gateway_name:
+            try:
+                config = ohttp.decode_key_config(record.key)
+            except KeyConfigError:
+                continue
+            if next(config.supported_suites(), None) is not None:
+                gateway.append(GatewayKey(config, logged))
+        elif record.purpose.startswith("privacypass-") and record.owner == issuer_name:
+            issuer.append(logged)
+    gateway.sort(key=lambda k: k.logged.record.not_before, reverse=True)
+    issuer.sort(key=lambda k: k.record.not_before, reverse=True)
+    return VerifiedKeys(tuple(gateway), tuple(issuer))
+
+
+def pick_gateway_key(keys: VerifiedKeys, trust: ClientTrust, view: LogView, now: float
+                     ) -> GatewayKey:
+    check_not_surplus(view, PURPOSE_OHTTP_GATEWAY, trust.gateway_name, now, trust.max_keys)
+    valid = [k for k in keys.gateway if k.logged.record.valid_at(now)]
+    if not valid:
+        raise KeyNotLoggedError(
+            f"no OHTTP key of {trust.gateway_name!r} with a key record valid now "
+            f"({format_time(int(now))}) was offered: nothing is sent to an unlogged key")
+    return valid[0]
+
+
+def check_issuer_key(keys: VerifiedKeys, trust: ClientTrust, view: LogView, *,
+                     token_type: int, token_key: bytes, now: float) -> LoggedKey:
+    """The key record of an issuer key the wallet is about to use, or KeyNotLoggedError."""
+    if trust.tokens is None:
+        raise KeyNotLoggedError("the trust file names no issuer ([tokens])")
+    purpose = privacypass_purpose(token_type)
+    check_not_surplus(view, purpose, trust.tokens.issuer_name, now, trust.max_keys)
+    logged = keys.issuer_key(token_type, token_key)
+    if logged is None or not logged.record.valid_at(now):
+        raise KeyNotLoggedError(
+            f"the issuer offered a type 0x{token_type:04x} key that has no key record of "
+            f"{trust.tokens.issuer_name!r} valid now in the log: no token is requested for "
+            "a key that could single this client out")
+    return logged
+
+
+def release_proofs(doc: Any, trust: ClientTrust, view: LogView
+                   ) -> dict[bytes, InclusionProof]:
+    """The release records stapled to a node list, by measurement (all proofs checked)."""
+    if doc is None:
+        return {}
+    try:
+        bundle = LogBundle.from_json(doc)
+    except BundleFormatError as exc:
+        raise LogVerificationError(f"node list's release bundle: {exc}") from None
+    verified_bundle(bundle, trust, view)
+    out: dict[bytes, InclusionProof] = {}
+    for proof in bundle.proofs():
+        try:
+            record = decode_entry(proof.record)
+        except RecordError:
+            continue
+        if isinstance(record, ReleaseRecord):
+            out.setdefault(record.measurement, proof)
+    return out

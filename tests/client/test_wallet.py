@@ -1,0 +1,104 @@
+"""The token wallet asks only for tokens under keys the SDK accepts, refills single-flight."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import pytest
+
+from privproc.client.errors import KeyNotLoggedError
+from privproc.client.tokens import TokenWallet
+from privproc.issuer import keystore
+from privproc.wire import privacypass as pp
+
+CHALLENGE = pp.TokenChallenge(pp.TOKEN_TYPE_BLIND_RSA, "issuer.test", b"", ["origin.test"])
+NOW = 1_800_000_000
+
+
+class FakeIssuerWallet(TokenWallet):
+    """A wallet whose issuer is in-process: a directory of ``keys``, signing with them."""
+
+    def __init__(self, keys: list[keystore.IssuerKey], **kwargs: object) -> None:
+        super().__init__("http://issuer.invalid", "account", None,
+                         clock=lambda: float(NOW), **kwargs)  # type: ignore[arg-type]
+        self.keys = keys
+        self.requests = 0
+        self._count_lock = threading.Lock()
+
+    def directory(self) -> pp.IssuerDirectory:
+        return pp.IssuerDirectory("/token-request", [
+            pp.TokenKey(k.token_type, k.token_key, k.not_before) for k in self.keys])
+
+    def _http(self, url: str, data: bytes | None = None,
+              headers: dict[str, str] | None = None) -> bytes:
+        assert data is not None
+        with self._count_lock:
+            self.requests += 1
+        request = pp.TokenRequest.decode(data)
+        key = next(k for k in self.keys if k.key_id[-1] == request.truncated_token_key_id)
+        return pp.issue(key.private, request).encode()
+
+
+@pytest.fixture(scope="module")
+def two_keys() -> list[keystore.IssuerKey]:
+    return [keystore.generate(pp.TOKEN_TYPE_BLIND_RSA, NOW - 100),
+            keystore.generate(pp.TOKEN_TYPE_BLIND_RSA, NOW - 10)]
+
+
+def test_no_token_is_requested_under_a_refused_key(two_keys: list[keystore.IssuerKey]) -> None:
+    def refuse(token_type: int, token_key: bytes) -> None:
+        raise KeyNotLoggedError("not in the log")
+
+    wallet = FakeIssuerWallet(two_keys, key_check=refuse)
+    with pytest.raises(KeyNotLoggedError):
+        wallet.fetch(CHALLENGE, 3)
+    assert wallet.requests == 0 and wallet.unspent(CHALLENGE) == 0
+
+
+def test_the_newest_accepted_key_is_used(two_keys: list[keystore.IssuerKey]) -> None:
+    older, newer = two_keys
+    checked: list[bytes] = []
+
+    def only_older(token_type: int, token_key: bytes) -> None:
+        checked.append(token_key)
+        if token_key != older.token_key:
+            raise KeyNotLoggedError("a key of its own for this client")
+
+    wallet = FakeIssuerWallet(two_keys, key_check=only_older)
+    wallet.fetch(CHALLENGE, 2)
+    assert checked[0] == newer.token_key  # newest first, refused, then the older one
+    token = wallet.take(CHALLENGE)
+    assert token.token_key_id == hashlib.sha256(older.token_key).digest()
+
+
+def test_refills_happen_below_low_water_only(two_keys: list[keystore.IssuerKey]) -> None:
+    wallet = FakeIssuerWallet(two_keys, batch=4, low_water=2)
+    assert wallet.refill_if_low(CHALLENGE) == 4
+    assert wallet.refill_if_low(CHALLENGE) == 0  # 4 left: nothing to do
+    for _ in range(3):
+        wallet.take(CHALLENGE)
+    assert wallet.requests == 4  # taking while tokens remain never asks the issuer
+    assert wallet.refill_if_low(CHALLENGE) == 4 and wallet.unspent(CHALLENGE) == 5
+
+
+def test_an_empty_wallet_fetches_once_for_many_threads_and_says_so(
+        two_keys: list[keystore.IssuerKey]) -> None:
+    told: list[str] = []
+    wallet = FakeIssuerWallet(two_keys, batch=10, on_fetch=told.append)
+    tokens: list[pp.Token] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        token = wallet.take(CHALLENGE)
+        with lock:
+            tokens.append(token)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({t.nonce for t in tokens}) == 8
+    assert wallet.requests == 10  # one batch, not one per thread
+    assert len(told) == 1 and "link this request" in told[0]

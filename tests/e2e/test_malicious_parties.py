@@ -1,0 +1,317 @@
+"""A malicious relay, issuer, operator or log against real processes on loopback.
+
+Each test is one attack from issue 10 and fails if the guarantee it checks breaks:
+keys the client uses must be logged, the request path touches only the relay, the trust
+file fails closed, revoked releases are refused, receipts prove what they say.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from privproc.client.errors import (
+    KeyNotLoggedError,
+    LogVerificationError,
+    ReleaseRevokedError,
+    TooManyKeysError,
+)
+from privproc.client.receipt import ReceiptError, verify_receipt
+from privproc.client.sdk import PrivateProcessingClient
+from privproc.client.tokens import TokenWallet
+from privproc.client.trust import ClientTrust, TrustConfigError, load_trust
+from privproc.demo.supervisor import free_port
+from privproc.demo.up import HOST, ISSUER_NAME, System, _wait_for_size, start
+from privproc.tlog.keys import read_signer
+from privproc.tlog.publish import publish
+from privproc.tlog.record import KeyRecord, ReleaseRecord, privacypass_purpose
+
+from .evil import EvilRelay
+
+pytestmark = pytest.mark.slow
+CHAT = [{"sender": "Ana", "time": "2026-01-01T10:00", "text": "lunch at noon?"}]
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    state = tmp_path_factory.mktemp("up")
+    sysm = start(state, nodes=1, backend="echo")
+    try:
+        yield sysm
+    finally:
+        sysm.sup.stop_all()
+
+
+def make_client(system: System, trust: ClientTrust | None = None,
+                batch: int = 4) -> PrivateProcessingClient:
+    trust = trust or load_trust(system.client_config)
+    assert trust.tokens is not None
+    wallet = TokenWallet(trust.tokens.issuer_url, trust.tokens.account_token, None,
+                         batch=batch, token_type=trust.tokens.token_type)
+    return PrivateProcessingClient(trust, tokens=wallet)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "privproc.cli", *args], check=False,
+                          capture_output=True, text=True, timeout=120)
+
+
+def log_size(system: System) -> int:
+    c = make_client(system)
+    return c.view.sync().checkpoint.size
+
+
+# -- 1. a relay that swaps the gateway key -------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["unlogged", "swapped"])
+def test_1_relay_serving_its_own_gateway_key_gets_nothing(system: System, mode: str) -> None:
+    trust = load_trust(system.client_config)
+    evil = EvilRelay(trust.relay_url, trust.gateway_name, mode)
+    try:
+        client = make_client(system, replace(trust, relay_url=evil.url))
+        with pytest.raises((KeyNotLoggedError, LogVerificationError)):
+            client.summarize(CHAT)
+        assert evil.posts == 0  # no token, no sealed inner request ever reached it
+    finally:
+        evil.close()
+
+
+def test_1_relay_advertising_its_key_at_ohttp_keys_opens_nothing(system: System) -> None:
+    trust = load_trust(system.client_config)
+    evil = EvilRelay(trust.relay_url, trust.gateway_name, "keys-only")
+    try:
+        client = make_client(system, replace(trust, relay_url=evil.url))
+        assert client.summarize(CHAT).output == ["1 messages"]
+        assert evil.posts >= 1  # it carried the requests ...
+        assert evil.opened == []  # ... and could open none: they are sealed to the logged key
+    finally:
+        evil.close()
+
+
+# -- 2. an issuer that tags one client with a key of its own -------------------------------
+
+
+def test_2_issuer_key_that_is_not_logged_is_refused(system: System, tmp_path: Path) -> None:
+    trust = load_trust(system.client_config)
+    assert trust.tokens is not None
+    port = free_port()
+    evil_url = f"http://{HOST}:{port}"
+    system.sup.start("evil-issuer", [
+        "issuer", "serve", "--listen", f"{HOST}:{port}", "--state", str(tmp_path / "evil"),
+        "--static-account", f"{trust.tokens.account_token}=demo-user", "--name", ISSUER_NAME],
+        evil_url)
+    try:
+        tagged = replace(trust, tokens=replace(trust.tokens, issuer_url=evil_url))
+        client = make_client(system, tagged)
+        with pytest.raises(KeyNotLoggedError, match="no key record"):
+            client.refresh()
+        with pytest.raises(KeyNotLoggedError):
+            client.summarize(CHAT)
+        assert "issued:" not in system.sup.services["evil-issuer"].log_text()
+    finally:
+        system.sup.stop("evil-issuer")
+
+
+# -- 3. the request path touches the relay alone --------------------------------------------
+
+
+@contextlib.contextmanager
+def connections() -> Iterator[list[tuple[str, int]]]:
+    """Every TCP connection this process opens inside the block, as (host, port)."""
+    seen: list[tuple[str, int]] = []
+    real_connect = socket.socket.connect
+
+    def spy(sock: socket.socket, address: Any) -> None:
+        seen.append(tuple(address[:2]))  # type: ignore[arg-type]
+        real_connect(sock, address)
+
+    socket.socket.connect = spy  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        socket.socket.connect = real_connect  # type: ignore[method-assign]
+
+
+def relay_port(client: PrivateProcessingClient) -> int:
+    return int(client.relay_url.rsplit(":", 1)[1].strip("/"))
+
+
+def test_3_a_summary_opens_connections_to_the_relay_only(system: System) -> None:
+    client = make_client(system)
+    client.refresh()  # what start() and the background do: log sync, keys, token refill
+    with connections() as seen:
+        assert client.summarize(CHAT).output == ["1 messages"]
+        assert client.write("see you at noon", "funny").output == ["15 characters"]
+    assert seen, "the spy saw no connection at all"
+    assert {port for _, port in seen} == {relay_port(client)}, seen
+
+
+def test_3_refresh_without_tokens_reaches_only_the_relay(system: System) -> None:
+    client = make_client(system)
+    with connections() as seen:
+        client.refresh(tokens=False)
+    assert seen and {port for _, port in seen} == {relay_port(client)}
+
+
+# -- 4. a trust file that would accept a log alone ------------------------------------------
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: t.replace("quorum = 1", "quorum = 0"), "quorum must be an integer from 1"),
+    (lambda t: t.replace("quorum = 1\n", ""), "quorum must be an integer from 1"),
+    (lambda t: "\n".join(ln for ln in t.splitlines() if not ln.startswith("witnesses")),
+     "witnesses must list at least one"),
+    (lambda t: re.sub(r"witnesses = \[.*\]", "witnesses = []", t), "witnesses must list"),
+])
+def test_4_trust_file_without_witness_quorum_is_refused(
+        system: System, tmp_path: Path, edit: object, message: str) -> None:
+    text = system.client_config.read_text()
+    bad = tmp_path / "client.toml"
+    bad.write_text(edit(text))  # type: ignore[operator]
+    (tmp_path / "node").symlink_to(system.state / "node")
+    with pytest.raises(TrustConfigError, match=message):
+        load_trust(bad)
+    chat = Path(__file__).parents[1] / "data" / "sample_chat.txt"
+    done = cli("summarize", str(chat), "--config", str(bad))
+    assert done.returncode == 1
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+# -- 5. a revoked release -------------------------------------------------------------------
+
+
+def test_5_revoked_release_is_refused(system: System, tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text("release = 'to be revoked'\n")
+    port = free_port()
+    service = system.sup.start("doomed", [
+        "node", "serve", "--listen", f"{HOST}:{port}", "--state", str(system.state / "node"),
+        "--backend", "echo", "--config", str(config), "--node-id", "node-doomed",
+        "--directory", system.urls["gateway"], "--heartbeat", "1"],
+        f"http://{HOST}:{port}", timeout=120)
+    try:
+        measurement = bytes.fromhex(next(
+            ln.split(": ", 1)[1] for ln in service.log_text().splitlines()
+            if ln.startswith("node measurement: ")))
+        publisher = read_signer(system.state / "publisher.key")
+        record = ReleaseRecord(measurement, hashlib.sha256(b"").digest(), "0.2.0", "local",
+                               int(time.time()))
+        index = publish(system.urls["log"], publisher, record.encode())
+        _wait_for_size(system.urls["log"], index + 1)
+        client = make_client(system)
+        client.refresh(tokens=False)
+        assert "node-doomed" in {n.node_id for n in client.verified_nodes()}
+
+        done = cli("release", "revoke", "--log", system.urls["log"], "--key",
+                   str(system.state / "publisher.key"), "--measurement", measurement.hex(),
+                   "--reason", "CVE-2026-0001")
+        assert done.returncode == 0, done.stderr
+        _wait_for_size(system.urls["log"], index + 2)
+        # The next background sync sees the revocation (the relay caches the checkpoint
+        # for a few seconds, so every client gets the same one).
+        deadline = time.monotonic() + 30
+        while client.view.size < index + 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            client.refresh(tokens=False)
+        assert "node-doomed" not in {n.node_id for n in client._nodes()}
+        offered = client.candidates()
+        with pytest.raises(ReleaseRevokedError, match="CVE-2026-0001"):
+            client.verify_node("node-doomed", dict(offered.nodes)["node-doomed"],
+                               offered.releases)
+        assert "node-doomed" not in {n.node_id for n in client.verified_nodes()}
+        # A fresh client learns of it from its first sync.
+        fresh = make_client(system)
+        fresh.refresh(tokens=False)
+        assert fresh.view.size >= index + 2
+        assert "node-doomed" not in {n.node_id for n in fresh.verified_nodes()}
+    finally:
+        system.sup.stop("doomed")
+
+
+# -- 6. an edited receipt -------------------------------------------------------------------
+
+
+def test_6_edited_receipt_fields_fail_and_are_named(system: System, tmp_path: Path) -> None:
+    trust = load_trust(system.client_config)
+    receipt = json.loads(make_client(system).summarize(CHAT).receipt.to_json())
+    path = tmp_path / "receipt.json"
+    path.write_text(json.dumps(receipt))
+    done = cli("receipt", "verify", str(path), "--config", str(system.client_config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "receipt OK" in done.stdout
+    assert "NOT CHECKED node_id" in done.stdout  # reported, never vouched for
+
+    def edited(field: str, value: object) -> dict[str, object]:
+        doc = json.loads(json.dumps(receipt))
+        if "." in field:
+            outer, inner = field.split(".")
+            doc[outer][inner] = value
+        else:
+            doc[field] = value
+        return doc
+
+    flipped = bytearray(__import__("base64").b64decode(receipt["evidence"]))
+    flipped[200] ^= 1
+    cases = {
+        "node_key": edited("node_key", "00" * 32),
+        "evidence_digest": edited("evidence_digest", "11" * 32),
+        "measurement": edited("measurement", "22" * 48),
+        "time": edited("time", "2099-01-01T00:00:00Z"),
+        "evidence": edited("evidence", __import__("base64").b64encode(flipped).decode()),
+        "release": edited("release.record", receipt["release"]["record"].replace(
+            "version 0.1.0", "version 6.6.6")),
+        "gateway_key": edited("gateway_key.index", receipt["gateway_key"]["index"] + 1),
+    }
+    for field, doc in cases.items():
+        with pytest.raises(ReceiptError) as err:
+            verify_receipt(doc, trust)
+        assert err.value.field == field, (field, str(err.value))
+    path.write_text(json.dumps(cases["measurement"]))
+    done = cli("receipt", "verify", str(path), "--config", str(system.client_config))
+    assert done.returncode == 1
+    assert "REFUSED: field measurement" in done.stdout
+
+
+# -- 2b. surplus issuer keys (last: it leaves the system with too many type-1 keys) --------
+
+
+def test_2_surplus_logged_issuer_keys_are_flagged_and_refused(system: System) -> None:
+    trust = load_trust(system.client_config)
+    assert trust.tokens is not None
+    issuer_publisher = read_signer(system.state / "issuer-publisher.key")
+    now = int(time.time())
+    purpose = privacypass_purpose(1)
+    index = 0
+    for _ in range(2):  # with the issuer's own key: three type-1 keys valid at once
+        record = KeyRecord(purpose, ISSUER_NAME, b"\x02" + os.urandom(48), now - 10,
+                           now + 86400)
+        index = publish(system.urls["log"], issuer_publisher, record.encode())
+    _wait_for_size(system.urls["log"], index + 1)
+    log_vkey = trust.log.log_verifier.verifier_key
+    witness_vkey = (system.state / "witness" / "witness.vkey").read_text().strip()
+    done = cli("audit", "--log", system.urls["log"], "--vkey", log_vkey, "--witness-vkey",
+               witness_vkey, "--quorum", "1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "SURPLUS KEYS" in done.stdout and purpose in done.stdout
+    voprf = make_client(system, replace(trust, tokens=replace(trust.tokens, token_type=1)))
+    deadline = time.monotonic() + 30  # the relay serves a checkpoint a few seconds old
+    while voprf.view.sync().checkpoint.size <= index and time.monotonic() < deadline:
+        time.sleep(0.5)
+    with pytest.raises(TooManyKeysError):
+        voprf.refresh()
+    # Type-2 keys are not in surplus: those clients carry on.
+    assert make_client(system).summarize(CHAT).output == ["1 messages"]
