@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from privproc.service import Listen
 from privproc.wire import note
+
+if TYPE_CHECKING:
+    from privproc.gateway.app import DirectoryConfig, GatewayConfig
 
 
 def _listen(value: str) -> Listen:
@@ -95,50 +98,15 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     if args.listen is None or args.upstream is None or args.state is None:
         print("privproc gateway: --listen, --upstream and --state are required", file=sys.stderr)
         return 2
-    from privproc.gateway.app import GatewayConfig, create_app
+    try:
+        config = _gateway_config(args)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from privproc.gateway.app import create_app
     from privproc.service import serve, setup_logging
 
     setup_logging("gateway", args.log_level.upper())
-    redemption = None
-    if args.issuer_keys is not None:
-        from privproc.gateway.redeem import RedemptionConfig
-        from privproc.gateway.spend import RedisSpendStore, SpendStore, SqliteSpendStore
-
-        args.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        store: SpendStore = (RedisSpendStore(args.redis) if args.redis
-                             else SqliteSpendStore(args.state / "spent-tokens.db"))
-        redemption = RedemptionConfig(
-            issuer_keys=args.issuer_keys, issuer_name=args.issuer_name,
-            origin_name=args.origin_name, spend_store=store,
-            redemption_context=bytes.fromhex(args.redemption_context),
-        )
-    directory = None
-    if args.node_directory:
-        from privproc.gateway.app import DirectoryConfig
-        from privproc.gateway.directory import MemoryRegistry, NodeRegistry, RedisRegistry
-
-        registry: NodeRegistry = RedisRegistry(args.redis) if args.redis else MemoryRegistry()
-        directory = DirectoryConfig(registry=registry, ttl=args.node_ttl,
-                                    window=args.directory_window, subset=args.directory_size,
-                                    node_token=os.environ.get("PRIVPROC_NODE_TOKEN"))
-    transparency = None
-    if args.log is not None:
-        from privproc.gateway.transparency import TransparencyConfig
-
-        try:
-            signer = (_publisher("gateway", args.publisher_key, args.origin_name)
-                      if args.publisher_key is not None else None)
-        except _UsageError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-        transparency = TransparencyConfig(log_url=args.log, owner=args.origin_name,
-                                          signer=signer, refresh=args.staple_refresh)
-    config = GatewayConfig(
-        state_dir=args.state, upstream=args.upstream, max_body=args.max_body,
-        replay_window=args.replay_window, upstream_timeout=args.timeout,
-        redemption=redemption, directory=directory, transparency=transparency,
-        key_lifetime=args.key_lifetime, key_grace=args.grace,
-    )
     try:
         app = create_app(config)
     except keystore.KeyStoreError as exc:
@@ -146,6 +114,86 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
         return 1
     serve(app, args.listen, args.log_level)
     return 0
+
+
+def _secret(value: str, what: str, *, url: bool = False) -> str:
+    from privproc.secrets import SecretError, resolve, warn_if_literal
+
+    warn_if_literal(value, what, url=url)
+    try:
+        return resolve(value, what)
+    except SecretError as exc:
+        raise _UsageError(f"privproc: {exc}") from None
+
+
+def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
+    redis_url = _secret(args.redis, "--redis", url=True) if args.redis else None
+    args.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    redemption = None
+    if args.issuer_keys is not None:
+        from privproc.gateway.redeem import RedemptionConfig
+        from privproc.gateway.spend import RedisSpendStore, SpendStore, SqliteSpendStore
+
+        store: SpendStore = (RedisSpendStore(redis_url) if redis_url
+                             else SqliteSpendStore(args.state / "spent-tokens.db"))
+        redemption = RedemptionConfig(
+            issuer_keys=args.issuer_keys, issuer_name=args.issuer_name,
+            origin_name=args.origin_name, spend_store=store,
+            redemption_context=bytes.fromhex(args.redemption_context),
+        )
+    from privproc.gateway.app import GatewayConfig
+
+    transparency = None
+    if args.log is not None:
+        from privproc.gateway.transparency import TransparencyConfig
+
+        signer = (_publisher("gateway", args.publisher_key, args.origin_name)
+                  if args.publisher_key is not None else None)
+        transparency = TransparencyConfig(log_url=args.log, owner=args.origin_name,
+                                          signer=signer, refresh=args.staple_refresh)
+    directory = None
+    if args.node_directory:
+        directory = _directory_config(args, redis_url)
+    replay = None
+    if redis_url:
+        from privproc.gateway.replay import RedisReplayGuard
+
+        replay = RedisReplayGuard(redis_url, args.replay_window)
+    return GatewayConfig(
+        state_dir=args.state, upstream=args.upstream, max_body=args.max_body,
+        max_upstream_body=args.max_upstream_body, replay_window=args.replay_window,
+        upstream_timeout=args.timeout, redemption=redemption, directory=directory,
+        transparency=transparency, replay=replay, key_lifetime=args.key_lifetime,
+        key_grace=args.grace,
+    )
+
+
+def _directory_config(args: argparse.Namespace, redis_url: str | None) -> DirectoryConfig:
+    from privproc.client.trust import TrustConfigError, load_trust
+    from privproc.gateway.directory import MemoryRegistry, NodeRegistry, RedisRegistry
+    from privproc.gateway.registrar import RegistrarConfig
+
+    missing = [flag for flag, value in (("--trust", args.trust), ("--log", args.log),
+                                        ("--node-url-allow", args.node_url_allow))
+               if not value]
+    if missing:
+        raise _UsageError(f"privproc gateway: --node-directory needs {', '.join(missing)}: "
+                          "nodes are listed only after the checks a client makes, at "
+                          "allowed URLs")
+    token = _secret(args.node_token, "--node-token")
+    try:
+        trust = load_trust(args.trust)
+    except TrustConfigError as exc:
+        raise _UsageError(f"privproc gateway: --trust: {exc}") from None
+    from privproc.gateway.app import DirectoryConfig
+
+    registry: NodeRegistry = (RedisRegistry(redis_url, max_nodes=args.max_nodes) if redis_url
+                              else MemoryRegistry(max_nodes=args.max_nodes))
+    return DirectoryConfig(
+        registry=registry,
+        registrar=RegistrarConfig(trust=trust, operator_token=token,
+                                  url_allow=tuple(args.node_url_allow)),
+        ttl=args.node_ttl, window=args.directory_window, subset=args.directory_size)
 
 
 def _cmd_echo(args: argparse.Namespace) -> int:
@@ -215,11 +263,28 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--redemption-context", default="", metavar="HEX",
                          help="32-byte redemption context of the challenge (default none)")
     gateway.add_argument("--redis", metavar="URL",
-                         help="double-spend store and node directory in Redis, shared by "
-                              "gateway replicas (default: SQLite in --state, memory)")
+                         help="double-spend store, replay store and node directory in "
+                              "Redis, shared by gateway replicas (default: SQLite in --state "
+                              "and memory); @FILE or env:NAME keeps a password off the "
+                              "command line")
+    gateway.add_argument("--max-upstream-body", type=_positive_int, default=4 << 20,
+                         metavar="BYTES", help="a larger answer from the origin or a node "
+                                               "is refused with 502 (default 4 MiB)")
     gateway.add_argument("--node-directory", action="store_true",
                          help="keep a directory of processing nodes (they register at "
                               "/nodes/register; clients reach them at /v1/nodes through OHTTP)")
+    gateway.add_argument("--trust", type=Path, metavar="TOML",
+                         help="with --node-directory: the trust file (same format as the "
+                              "clients') nodes are checked against before they are listed")
+    gateway.add_argument("--node-url-allow", action="append", default=[], metavar="PATTERN",
+                         help="with --node-directory: a node URL pattern nodes may register "
+                              "(glob over scheme://host:port, e.g. 'http://10.0.0.*:8443'; "
+                              "repeatable; nothing is allowed by default)")
+    gateway.add_argument("--node-token", default="env:PRIVPROC_NODE_TOKEN", metavar="SECRET",
+                         help="the operator credential nodes register with: @FILE or "
+                              "env:NAME (default env:PRIVPROC_NODE_TOKEN)")
+    gateway.add_argument("--max-nodes", type=_positive_int, default=1024,
+                         help="the most nodes the directory lists (default 1024)")
     gateway.add_argument("--node-ttl", type=float, default=30.0, metavar="SECONDS",
                          help="drop nodes silent this long (default 30)")
     gateway.add_argument("--directory-window", type=float, default=60.0, metavar="SECONDS",

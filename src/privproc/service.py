@@ -53,6 +53,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """An upstream answer's body, or its first ``limit`` bytes if it is longer (callers ask
+    for one byte more than they accept, to tell a full answer from a cut one).
+
+    ``StreamReader.read(n)`` returns what is buffered, possibly far less than ``n`` bytes,
+    so one call would cut a large answer short.
+    """
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await stream.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 def problem(status: int, title: str, type_: str = "about:blank", **extra: Any) -> Response:
     """An RFC 9457 problem details answer."""
     doc = {"type": type_, "title": title, "status": status, **extra}

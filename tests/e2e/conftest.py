@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from privproc.demo.supervisor import Supervisor, free_port
+from privproc.demo.up import System, start
 
 HOST = "127.0.0.1"
 
@@ -44,3 +45,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                             "--gateway", urls[1] + "/gateway", "--max-body", "65536",
                             "--timeout", "5"], urls[2])
         yield s
+
+
+def up_system(tmp_path_factory: pytest.TempPathFactory, nodes: int) -> Iterator[System]:
+    """The whole system (``privproc up``, echo nodes) for one test module."""
+    system = start(tmp_path_factory.mktemp("up"), nodes=nodes, backend="echo")
+    try:
+        yield system
+    finally:
+        system.sup.stop_all()

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -34,11 +35,19 @@ from privproc.client.sdk import PrivateProcessingClient
 from privproc.client.tokens import TokenWallet
 from privproc.client.trust import ClientTrust, TrustConfigError, load_trust
 from privproc.demo.supervisor import free_port
-from privproc.demo.up import HOST, ISSUER_NAME, System, _wait_for_size, start
+from privproc.demo.up import (
+    HOST,
+    ISSUER_NAME,
+    System,
+    _wait_for_size,
+    node_args,
+    node_id_from_log,
+)
 from privproc.tlog.keys import read_signer
 from privproc.tlog.publish import publish
 from privproc.tlog.record import KeyRecord, ReleaseRecord, privacypass_purpose
 
+from .conftest import up_system
 from .evil import EvilRelay
 
 pytestmark = pytest.mark.slow
@@ -47,12 +56,7 @@ CHAT = [{"sender": "Ana", "time": "2026-01-01T10:00", "text": "lunch at noon?"}]
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    state = tmp_path_factory.mktemp("up")
-    sysm = start(state, nodes=1, backend="echo")
-    try:
-        yield sysm
-    finally:
-        sysm.sup.stop_all()
+    yield from up_system(tmp_path_factory, nodes=1)
 
 
 def make_client(system: System, trust: ClientTrust | None = None,
@@ -198,11 +202,10 @@ def test_5_revoked_release_is_refused(system: System, tmp_path: Path) -> None:
     config = tmp_path / "node.toml"
     config.write_text("release = 'to be revoked'\n")
     port = free_port()
-    service = system.sup.start("doomed", [
-        "node", "serve", "--listen", f"{HOST}:{port}", "--state", str(system.state / "node"),
-        "--backend", "echo", "--config", str(config), "--node-id", "node-doomed",
-        "--directory", system.urls["gateway"], "--heartbeat", "1"],
-        f"http://{HOST}:{port}", timeout=120)
+    url = f"http://{HOST}:{port}"
+    service = system.sup.start("doomed", node_args(system.state, url, system.urls["gateway"],
+                                                   "echo", config), url, timeout=120)
+    doomed = node_id_from_log(service.log_text())
     try:
         measurement = bytes.fromhex(next(
             ln.split(": ", 1)[1] for ln in service.log_text().splitlines()
@@ -214,7 +217,10 @@ def test_5_revoked_release_is_refused(system: System, tmp_path: Path) -> None:
         _wait_for_size(system.urls["log"], index + 1)
         client = make_client(system)
         client.refresh(tokens=False)
-        assert "node-doomed" in {n.node_id for n in client.verified_nodes()}
+        deadline = time.monotonic() + 30  # the node is listed at its next heartbeat
+        while doomed not in dict(client.candidates().nodes) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert doomed in {n.node_id for n in client.verified_nodes()}
 
         done = cli("release", "revoke", "--log", system.urls["log"], "--key",
                    str(system.state / "publisher.key"), "--measurement", measurement.hex(),
@@ -227,17 +233,18 @@ def test_5_revoked_release_is_refused(system: System, tmp_path: Path) -> None:
         while client.view.size < index + 2 and time.monotonic() < deadline:
             time.sleep(0.5)
             client.refresh(tokens=False)
-        assert "node-doomed" not in {n.node_id for n in client._nodes()}
+        assert doomed not in {n.node_id for n in client._nodes()}
         offered = client.candidates()
+        with urllib.request.urlopen(url + "/evidence", timeout=10) as resp:
+            bundle = resp.read()
         with pytest.raises(ReleaseRevokedError, match="CVE-2026-0001"):
-            client.verify_node("node-doomed", dict(offered.nodes)["node-doomed"],
-                               offered.releases)
-        assert "node-doomed" not in {n.node_id for n in client.verified_nodes()}
+            client.verify_node(doomed, bundle, offered.releases)
+        assert doomed not in {n.node_id for n in client.verified_nodes()}
         # A fresh client learns of it from its first sync.
         fresh = make_client(system)
         fresh.refresh(tokens=False)
         assert fresh.view.size >= index + 2
-        assert "node-doomed" not in {n.node_id for n in fresh.verified_nodes()}
+        assert doomed not in {n.node_id for n in fresh.verified_nodes()}
     finally:
         system.sup.stop("doomed")
 
@@ -253,7 +260,8 @@ def test_6_edited_receipt_fields_fail_and_are_named(system: System, tmp_path: Pa
     done = cli("receipt", "verify", str(path), "--config", str(system.client_config))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "receipt OK" in done.stdout
-    assert "NOT CHECKED node_id" in done.stdout  # reported, never vouched for
+    assert "NOT CHECKED time" in done.stdout  # reported, never vouched for
+    assert "verified    node_id" in done.stdout  # derived from the attested key
 
     def edited(field: str, value: object) -> dict[str, object]:
         doc = json.loads(json.dumps(receipt))
@@ -268,6 +276,7 @@ def test_6_edited_receipt_fields_fail_and_are_named(system: System, tmp_path: Pa
     flipped[200] ^= 1
     cases = {
         "node_key": edited("node_key", "00" * 32),
+        "node_id": edited("node_id", "n" + "0" * 31),
         "evidence_digest": edited("evidence_digest", "11" * 32),
         "measurement": edited("measurement", "22" * 48),
         "time": edited("time", "2099-01-01T00:00:00Z"),

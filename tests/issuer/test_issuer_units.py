@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import base64
+import json
 import os
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from privproc.files import replace_file
 from privproc.gateway.spend import RedisSpendStore, SpendStoreUnavailable, SqliteSpendStore
 from privproc.issuer import keystore
 from privproc.issuer.accounts import (
@@ -159,15 +163,170 @@ def test_keys_are_renewed_when_a_quarter_of_their_life_is_left(tmp_path: Path) -
     assert keystore.renew_if_due(tmp_path, 77, overlap=10, lifetime=100) is None
 
 
-def test_key_files_without_not_after_get_the_default_lifetime(tmp_path: Path) -> None:
-    import json
+def write_v1_file(state_dir: Path, keys: list[keystore.IssuerKey], *,
+                  with_not_after: bool = True) -> Path:
+    """An issuer key file as the code before the key ring (format version 1) wrote it."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    entries = []
+    for k in keys:
+        entry: dict[str, object] = {
+            "token_type": k.token_type, "secret": base64.b64encode(k.secret).decode(),
+            "not_before": k.not_before, "retire_at": k.retire_at}
+        if with_not_after:
+            entry["not_after"] = k.not_after
+        entries.append(entry)
+    path = state_dir / keystore.KEYS_FILE
+    replace_file(path, json.dumps({"version": 1, "keys": entries}, indent=1).encode(), 0o600)
+    return path
 
-    keystore.load_or_create(tmp_path, 1000)
-    path = tmp_path / keystore.KEYS_FILE
-    doc = json.loads(path.read_text())
-    for key in doc["keys"]:
-        del key["not_after"]
-    path.write_text(json.dumps(doc))
-    os.chmod(path, 0o600)
+
+@pytest.fixture(scope="module")
+def v1_keys() -> list[keystore.IssuerKey]:
+    """Keys of a version 1 file: a retired pair in its overlap and a current pair."""
+    old = [replace(keystore.generate(t, 1000, 5000), retire_at=3000)
+           for t in keystore.TOKEN_TYPES]
+    return old + [keystore.generate(t, 2000, 5000) for t in keystore.TOKEN_TYPES]
+
+
+def test_key_files_without_not_after_get_the_default_lifetime(
+        tmp_path: Path, v1_keys: list[keystore.IssuerKey]) -> None:
+    write_v1_file(tmp_path, v1_keys, with_not_after=False)
     assert {k.not_after for k in keystore.load(tmp_path).keys} == {
-        1000 + keystore.DEFAULT_LIFETIME}
+        1000 + keystore.DEFAULT_LIFETIME, 2000 + keystore.DEFAULT_LIFETIME}
+
+
+def test_version_1_files_are_read_and_migrated_at_start(
+        tmp_path: Path, v1_keys: list[keystore.IssuerKey]) -> None:
+    path = write_v1_file(tmp_path, v1_keys)
+    before = path.read_bytes()
+
+    def summary(keys: keystore.IssuerKeys) -> list[tuple[object, ...]]:
+        return [(k.token_type, k.key_id, k.secret, k.not_before, k.retire_at, k.not_after)
+                for k in keys.keys]
+
+    expected = summary(keystore.IssuerKeys(tuple(v1_keys)))
+    assert summary(keystore.load(tmp_path)) == expected  # read as it is, not rewritten
+    assert path.read_bytes() == before
+    assert summary(keystore.KeyFileCache(tmp_path).get()) == expected
+
+    migrated = keystore.load_or_create(tmp_path, 2500)  # the issuer starts
+    assert summary(migrated) == expected
+    doc = json.loads(path.read_text())
+    assert (doc["format"], doc["version"]) == ("privproc-key-ring", 2)
+    assert [k["kind"] for k in doc["keys"]] == [
+        "privacypass-0001", "privacypass-0002"] * 2
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert summary(keystore.load(tmp_path)) == expected
+    assert (tmp_path / keystore.VERIFICATION_KEYS_FILE).exists()
+    # and the migrated file rotates as any other
+    rotated = keystore.rotate(tmp_path, 3000, overlap=10)
+    assert len(rotated.keys) == 4  # the first pair retired at 3000: gone
+    assert {k.key_id for k in rotated.keys} >= {k.key_id for k in v1_keys[2:]}
+
+
+def test_a_rotation_migrates_a_version_1_file_too(
+        tmp_path: Path, v1_keys: list[keystore.IssuerKey]) -> None:
+    path = write_v1_file(tmp_path, v1_keys)
+    keys = keystore.renew_if_due(tmp_path, 6000, overlap=10, lifetime=5000)
+    assert keys is not None and len(keys.keys) == 4
+    assert json.loads(path.read_text())["version"] == 2
+
+
+def test_verification_keys_hold_public_keys_and_only_voprf_secrets(
+        tmp_path: Path, v1_keys: list[keystore.IssuerKey]) -> None:
+    write_v1_file(tmp_path, v1_keys)
+    keys = keystore.load_or_create(tmp_path, 2500)
+    vpath = tmp_path / keystore.VERIFICATION_KEYS_FILE
+    assert vpath.stat().st_mode & 0o777 == 0o600
+    text = vpath.read_text()
+    doc = json.loads(text)
+    assert doc["format"] == "privproc-issuer-verification-keys"
+    by_key = {base64.b64decode(e["token_key"]): e for e in doc["keys"]}
+    assert set(by_key) == {k.token_key for k in keys.keys}
+    for k in keys.keys:
+        entry = by_key[k.token_key]
+        assert (entry["token_type"], entry["not_before"], entry["end_of_life"],
+                entry["current"]) == (k.token_type, k.not_before, k.end_of_life,
+                                      k.retire_at is None)
+        if k.token_type == pp.TOKEN_TYPE_BLIND_RSA:
+            assert "secret" not in entry
+            assert base64.b64encode(k.secret).decode() not in text
+        else:
+            assert base64.b64decode(entry["secret"]) == k.secret
+    assert "PRIVATE" not in text
+    read = keystore.read_verification_keys(tmp_path)
+    assert {i: (a.token_type, a.end_of_life) for i, a in read.accepted(2500).items()} == {
+        k.key_id: (k.token_type, k.end_of_life) for k in keys.keys}
+    assert set(read.accepted(3000)) == {k.key_id for k in keys.keys if k.retire_at is None}
+    for t in keystore.TOKEN_TYPES:
+        assert read.current_token_key(t) == keys.current(t).token_key
+
+
+def test_every_key_change_rewrites_the_verification_keys(tmp_path: Path) -> None:
+    first = keystore.load_or_create(tmp_path, 0, lifetime=100)
+
+    def current_keys() -> set[bytes]:
+        read = keystore.read_verification_keys(tmp_path)
+        return {read.current_token_key(t) for t in keystore.TOKEN_TYPES}
+
+    assert current_keys() == {first.current(t).token_key for t in keystore.TOKEN_TYPES}
+    (tmp_path / keystore.VERIFICATION_KEYS_FILE).unlink()
+    keystore.load_or_create(tmp_path, 10, lifetime=100)  # a restart writes it again
+    assert current_keys() == {first.current(t).token_key for t in keystore.TOKEN_TYPES}
+    renewed = keystore.renew_if_due(tmp_path, 80, overlap=10, lifetime=100)
+    assert renewed is not None
+    assert current_keys() == {renewed.current(t).token_key for t in keystore.TOKEN_TYPES}
+    rotated = keystore.rotate(tmp_path, 90, overlap=10, lifetime=100)
+    assert current_keys() == {rotated.current(t).token_key for t in keystore.TOKEN_TYPES}
+
+
+def test_verification_key_files_are_checked(tmp_path: Path) -> None:
+    keys = keystore.load_or_create(tmp_path, 0)
+    vpath = tmp_path / keystore.VERIFICATION_KEYS_FILE
+    good = vpath.read_text()
+    vpath.chmod(0o644)
+    with pytest.raises(keystore.IssuerKeyError, match="readable by others"):
+        keystore.read_verification_keys(tmp_path)
+    vpath.chmod(0o600)
+    doc = json.loads(good)
+    rsa_entry = next(e for e in doc["keys"] if e["token_type"] == 2)
+    rsa_entry["secret"] = base64.b64encode(
+        keys.current(pp.TOKEN_TYPE_BLIND_RSA).secret).decode()
+    vpath.write_text(json.dumps(doc))
+    with pytest.raises(keystore.IssuerKeyError, match="carries a secret"):
+        keystore.read_verification_keys(tmp_path)
+    doc = json.loads(good)
+    voprf_entry = next(e for e in doc["keys"] if e["token_type"] == 1)
+    voprf_entry["secret"] = base64.b64encode(b"\x01" * 48).decode()
+    vpath.write_text(json.dumps(doc))
+    with pytest.raises(keystore.IssuerKeyError, match="does not match"):
+        keystore.read_verification_keys(tmp_path)
+    vpath.write_text(good.replace('"current": true', '"current": false'))
+    with pytest.raises(keystore.IssuerKeyError, match="no current key"):
+        keystore.read_verification_keys(tmp_path)
+    vpath.unlink()
+    with pytest.raises(keystore.IssuerKeyError, match="does not exist: start the issuer"):
+        keystore.read_verification_keys(tmp_path)
+
+
+def test_issuer_key_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(keystore.IssuerKeyError, match="does not exist"):
+        keystore.load(tmp_path)
+    with pytest.raises(keystore.IssuerKeyError, match="does not exist"):
+        keystore.rotate(tmp_path / "nowhere", 0)
+    keystore.load_or_create(tmp_path, 0)
+    path = tmp_path / keystore.KEYS_FILE
+    path.chmod(0o640)
+    with pytest.raises(keystore.IssuerKeyError, match="readable by others"):
+        keystore.load(tmp_path)
+    path.chmod(0o600)
+    doc = json.loads(path.read_text())
+    doc["keys"] = [k for k in doc["keys"] if k["kind"] != "privacypass-0001"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(keystore.IssuerKeyError, match="no current key of kind"):
+        keystore.load(tmp_path)
+    path.write_text('{"version": 1, "keys": [{"token_type": 1}]}')
+    with pytest.raises(keystore.IssuerKeyError, match="malformed"):
+        keystore.load(tmp_path)
+    with pytest.raises(keystore.IssuerKeyError, match="> 0"):
+        keystore.rotate(tmp_path, 0, lifetime=0)

@@ -9,21 +9,14 @@ from typing import Any
 
 import pytest
 
-from privproc.attest.simulated import SimulatedIdentity, SimulatedPlatform
 from privproc.client.node import TaskFailedError, open_task, seal_task
 from privproc.node.app import NodeConfig, TaskInputError, create_app
 from privproc.node.keys import NodeKeys
 from privproc.wire import inner
 
+from .asgi import call
+
 MARKER = "MARKER-app-91c3"
-
-
-@pytest.fixture(scope="module")
-def keys() -> NodeKeys:
-    identity = SimulatedIdentity.generate(rsa_bits=2048)
-    k = NodeKeys(SimulatedPlatform(identity, bytes(48), gpu=False), lifetime=3600, grace=5)
-    k.rotate(int(time.time()))
-    return k
 
 
 class Runner:
@@ -39,27 +32,6 @@ class Runner:
         if self.behaviour == "slow":
             self.release.wait(5)
         return ["ok"]
-
-
-async def call(app: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
-    sent: list[dict[str, Any]] = []
-    chunks = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/process", "raw_path": b"/process",
-             "query_string": b"", "headers": [(b"content-type", inner.MEDIA_TYPE_REQUEST.encode())],
-             "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1),
-             "root_path": ""}
-    await app(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body_out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    headers = {k.decode(): v.decode() for k, v in start["headers"]}
-    return start["status"], headers, body_out
 
 
 def sealed_request(keys: NodeKeys) -> tuple[bytes, bytes, Any]:
@@ -128,6 +100,7 @@ def test_rotation_while_a_request_is_in_flight(keys: NodeKeys) -> None:
     app = create_app(NodeConfig("n"), keys, runner)
     sealed, nonce, ctx = sealed_request(keys)
     old_id = keys.current.key_id
+    old_config = keys.current.key.config
 
     async def flight() -> tuple[int, dict[str, str], bytes]:
         pending = asyncio.create_task(call(app, sealed))
@@ -141,6 +114,6 @@ def test_rotation_while_a_request_is_in_flight(keys: NodeKeys) -> None:
     assert status == 200 and open_task(ctx, nonce, body) == ["ok"]
     # A request sealed to the previous key still opens during its grace period.
     sealed2 = seal_task(
-        next(k for k in keys._keys if k.key_id == old_id).key.config, inner.Task.WRITE,
+        old_config, inner.Task.WRITE,
         {"draft": "x", "tone": "funny"})
     assert asyncio.run(call(app, sealed2[0]))[0] == 200

@@ -14,45 +14,34 @@ import pytest
 from privproc.attest.evidence import EvidencePolicy, TrustConfig, decode_bundle, verify_bundle
 from privproc.attest.sev_snp import load_certificates
 from privproc.client.node import open_task, seal_task
-from privproc.client.ohttp import OHTTPClient
-from privproc.demo.supervisor import Supervisor, free_port
+from privproc.client.sdk import PrivateProcessingClient
+from privproc.client.tokens import TokenWallet
+from privproc.client.trust import load_trust
+from privproc.demo.up import node_id_from_log, start
 from privproc.wire import inner, ohttp
 
 pytestmark = pytest.mark.slow
-HOST = "127.0.0.1"
 MARKER = "MARKER-node-7b1e-secret-chat-line"
 
 
 class NodeStack:
-    def __init__(self, tmp: Path, sup: Supervisor, rotate_every: int = 3600) -> None:
-        self.tmp, self.sup = tmp, sup
-        ports = {n: free_port() for n in ("origin", "gateway", "relay", "node")}
-        self.gateway = f"http://{HOST}:{ports['gateway']}"
-        self.node = f"http://{HOST}:{ports['node']}"
-        origin = f"http://{HOST}:{ports['origin']}"
-        sup.start("origin", ["echo", "--listen", f"{HOST}:{ports['origin']}"], origin)
-        sup.start("gateway", ["gateway", "--listen", f"{HOST}:{ports['gateway']}", "--upstream",
-                              origin, "--state", str(tmp / "gw"), "--node-directory",
-                              "--node-ttl", "5"], self.gateway)
-        self.relay = f"http://{HOST}:{ports['relay']}"
-        sup.start("relay", ["relay", "--listen", f"{HOST}:{ports['relay']}", "--gateway",
-                            self.gateway + "/gateway"], self.relay)
+    """The whole system (``privproc up`` machinery) around one echo node."""
+
+    def __init__(self, tmp: Path, rotate_every: int = 3600) -> None:
+        self.tmp = tmp
         self.node_cwd = tmp / "node-cwd"
         self.node_cwd.mkdir()
-        sup.start("node", ["node", "serve", "--listen", f"{HOST}:{ports['node']}", "--state",
-                           str(tmp / "node"), "--backend", "echo", "--directory", self.gateway,
-                           "--node-id", "node-a", "--heartbeat", "0.5", "--rotate-every",
-                           str(rotate_every), "--grace", "1", "--max-request", "65536"],
-                  self.node, timeout=120, cwd=self.node_cwd)
-        self.client = OHTTPClient(self.relay + "/", authority="a.test")
-        self.wait_registered()
-
-    def wait_registered(self) -> None:
-        for _ in range(100):
-            if self.nodes():
-                return
-            time.sleep(0.1)
-        raise AssertionError("node never registered")
+        self.system = start(tmp / "up", nodes=1, backend="echo", node_cwd=self.node_cwd,
+                            node_extra=("--heartbeat", "0.5", "--rotate-every",
+                                        str(rotate_every), "--grace", "1",
+                                        "--max-request", "65536"))
+        self.sup = self.system.sup
+        self.node_id = node_id_from_log(self.sup.services["node-0"].log_text())
+        trust = load_trust(self.system.client_config)
+        assert trust.tokens is not None
+        wallet = TokenWallet(trust.tokens.issuer_url, trust.tokens.account_token, None,
+                             batch=20)
+        self.client = PrivateProcessingClient(trust, tokens=wallet).ohttp
 
     def nodes(self) -> list[dict[str, str]]:
         response = self.client.request("GET", "/v1/nodes")
@@ -61,26 +50,28 @@ class NodeStack:
         return nodes
 
     def trust(self) -> TrustConfig:
-        roots = load_certificates((self.tmp / "node" / "simulated" / "simulated-roots.pem")
-                                  .read_bytes())
+        roots = load_certificates((self.tmp / "up" / "node" / "simulated" /
+                                   "simulated-roots.pem").read_bytes())
         return TrustConfig.with_simulated_roots(roots)
 
     def key_config(self) -> ohttp.KeyConfig:
         bundle = decode_bundle(base64.b64decode(self.nodes()[0]["bundle"]))
         return ohttp.decode_key_config(bundle.key_config)
 
-    def process(self, sealed: bytes, node_id: str = "node-a") -> tuple[int, bytes]:
+    def process(self, sealed: bytes, node_id: str | None = None) -> tuple[int, bytes]:
         response = self.client.request(
-            "POST", f"/v1/nodes/{node_id}/process", content=sealed,
+            "POST", f"/v1/nodes/{node_id or self.node_id}/process", content=sealed,
             headers=[(b"content-type", inner.MEDIA_TYPE_REQUEST.encode())])
         return response.status, response.content
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp("node")
-    with Supervisor(tmp / "logs") as sup:
-        yield NodeStack(tmp, sup)
+    node_stack = NodeStack(tmp_path_factory.mktemp("node"))
+    try:
+        yield node_stack
+    finally:
+        node_stack.sup.stop_all()
 
 
 def summarize_payload() -> dict[str, object]:
@@ -90,7 +81,7 @@ def summarize_payload() -> dict[str, object]:
 
 def test_evidence_verifies_and_binds_the_served_key(stack: NodeStack) -> None:
     nodes = stack.nodes()
-    assert [n["node_id"] for n in nodes] == ["node-a"]
+    assert [n["node_id"] for n in nodes] == [stack.node_id]
     bundle = base64.b64decode(nodes[0]["bundle"])
     claims = verify_bundle(bundle, EvidencePolicy(), stack.trust(), datetime.now(UTC))
     assert claims.simulated
@@ -118,12 +109,12 @@ def test_unknown_tampered_truncated_and_oversized_requests_are_refused(stack: No
     big = {"messages": [{"sender": "A", "time": "t", "text": "x" * 3000}] * 30}
     sealed_big, _, _ = seal_task(config, inner.Task.SUMMARIZE, big)
     assert stack.process(sealed_big)[0] == 413
-    assert stack.process(sealed, node_id="node-unknown")[0] == 404
+    assert stack.process(sealed, node_id="n" + "f" * 31)[0] == 404
 
 
 def test_logs_and_files_hold_no_request_data(stack: NodeStack) -> None:
     def snapshot() -> dict[str, float]:
-        paths = [*stack.node_cwd.rglob("*"), *(stack.tmp / "node").rglob("*"),
+        paths = [*stack.node_cwd.rglob("*"), *(stack.tmp / "up" / "node").rglob("*"),
                  *Path("/tmp").glob("*")]
         return {str(p): p.stat().st_mtime for p in paths if p.exists()}
 
@@ -137,15 +128,15 @@ def test_logs_and_files_hold_no_request_data(stack: NodeStack) -> None:
     changed = {p for p in after if before.get(p) != after[p]}
     # Only other tests' temporary folders may appear under /tmp, never the node's files.
     assert not {p for p in changed if p.startswith((str(stack.node_cwd), str(stack.tmp)))}
-    for name in ("node", "gateway", "relay"):
+    for name in ("node-0", "gateway", "relay"):
         text = stack.sup.services[name].log_text()
         assert MARKER not in text
-        assert "ok: task=WRITE" in text or name != "node"
+        assert "ok: task=WRITE" in text or name != "node-0"
 
 
 def test_rotation_destroys_old_keys_and_requests_sealed_to_them_fail(tmp_path: Path) -> None:
-    with Supervisor(tmp_path / "logs") as sup:
-        stack = NodeStack(tmp_path, sup, rotate_every=2)
+    stack = NodeStack(tmp_path, rotate_every=2)
+    try:
         old = stack.key_config()
         captured, nonce, ctx = seal_task(old, inner.Task.SUMMARIZE, summarize_payload())
         status, body = stack.process(captured)
@@ -162,7 +153,9 @@ def test_rotation_destroys_old_keys_and_requests_sealed_to_them_fail(tmp_path: P
                                        summarize_payload())
         status, body = stack.process(sealed)
         assert status == 200 and open_task(ctx, nonce, body) == ["3 messages"]
-        assert "rotated: key_id=" in stack.sup.services["node"].log_text()
+        assert "rotated: key_id=" in stack.sup.services["node-0"].log_text()
+    finally:
+        stack.sup.stop_all()
 
 
 def test_node_reads_only_allowlisted_environment() -> None:

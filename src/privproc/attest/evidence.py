@@ -11,7 +11,8 @@ Encoding (version 1); all integers big-endian, ``field`` = u32 length || bytes::
 
     magic        4   b"PPEV"
     version      1   0x01 (any other value: UnsupportedVersionError)
-    flags        1   bit 0: nonce present, bit 1: GPU evidence present; other bits zero
+    flags        1   bit 0: nonce present, bit 1: GPU evidence present,
+                     bit 2: registration key present; other bits zero
     platform     1   0x01 "sev-snp", 0x02 "simulated"
     expiry       8   u64, the key's expiry in seconds since the Unix epoch (1 .. 2^63-1)
     key_config   field   one KeyConfig in its RFC 9458 wire form (decoded strictly)
@@ -20,6 +21,7 @@ Encoding (version 1); all integers big-endian, ``field`` = u32 length || bytes::
     ask_cert     field   ASK or ASVK, DER
     ark_cert     field   ARK, DER
     nonce        field   (flag bit 0 only) 1..64 bytes
+    reg_key      field   (flag bit 2 only) the node's 32-byte Ed25519 registration key
     gpu_report   field   (flag bit 1 only) Hopper SPDM GET_MEASUREMENTS request||response
     gpu_count    1       (flag bit 1 only) 1..8 certificates follow
     gpu_cert     field   x gpu_count, DER, leaf first
@@ -35,7 +37,10 @@ and chip id too.)
 REPORT_DATA (64 bytes) is :func:`report_data_for` = SHA-512 over::
 
     b"privproc-evidence-v1\\x00" || u32 len || key_config || u64 expiry
-      || (0x00 | 0x01 || u32 len || nonce)
+      || (0x00 | 0x01 || u32 len || nonce) || ( | 0x01 || u32 len || reg_key)
+
+The registration key signs the node's registrations with the directory, so only the
+attested node can list itself, and names it: its node id is :func:`node_id_for` of the key.
 
 and the GPU's 32-byte SPDM nonce is :func:`gpu_nonce_for` = SHA-256 over
 ``b"privproc-gpu-nonce-v1\\x00" || REPORT_DATA``, so the GPU evidence is bound to the same
@@ -90,6 +95,7 @@ __all__ = [
     "PLATFORMS",
     "PLATFORM_SEV_SNP",
     "PLATFORM_SIMULATED",
+    "REGISTRATION_KEY_SIZE",
     "EvidenceBundle",
     "EvidenceParts",
     "EvidencePolicy",
@@ -102,6 +108,7 @@ __all__ = [
     "encode_bundle",
     "evidence_digest",
     "gpu_nonce_for",
+    "node_id_for",
     "policy_from_mapping",
     "report_data_for",
     "verify_bundle",
@@ -118,6 +125,9 @@ _PLATFORM_CODES: Final[Mapping[str, int]] = {PLATFORM_SEV_SNP: 1, PLATFORM_SIMUL
 _PLATFORM_NAMES: Final[Mapping[int, str]] = {v: k for k, v in _PLATFORM_CODES.items()}
 _FLAG_NONCE: Final = 0x01
 _FLAG_GPU: Final = 0x02
+_FLAG_REGISTRATION_KEY: Final = 0x04
+REGISTRATION_KEY_SIZE: Final = 32
+_NODE_ID_LABEL: Final = b"privproc-node-id-v1\x00"
 _MAX_NONCE: Final = 64
 _MAX_GPU_CERTS: Final = 8
 _MAX_EXPIRY: Final = (1 << 63) - 1
@@ -136,13 +146,23 @@ def _lp(data: bytes) -> bytes:
     return _U32.pack(len(data)) + data
 
 
-def report_data_for(key_config: bytes, expiry: int, nonce: bytes | None) -> bytes:
-    """The 64-byte REPORT_DATA that binds a key configuration, its expiry and a nonce."""
+def report_data_for(key_config: bytes, expiry: int, nonce: bytes | None,
+                    registration_key: bytes | None = None) -> bytes:
+    """The 64-byte REPORT_DATA that binds a key configuration, its expiry, a nonce and the
+    node's registration key."""
     if not 0 <= expiry <= 0xFFFF_FFFF_FFFF_FFFF:
         raise ValueError(f"expiry must fit in 64 bits, got {expiry}")
     tail = b"\x00" if nonce is None else b"\x01" + _lp(bytes(nonce))
+    if registration_key is not None:
+        tail += b"\x01" + _lp(bytes(registration_key))
     return hashlib.sha512(_REPORT_DATA_LABEL + _lp(bytes(key_config))
                           + struct.pack("!Q", expiry) + tail).digest()
+
+
+def node_id_for(registration_key: bytes) -> str:
+    """A node's name in the directory: derived from its attested registration key, so no
+    one can take over another node's entry."""
+    return "n" + hashlib.sha256(_NODE_ID_LABEL + registration_key).hexdigest()[:31]
 
 
 def gpu_nonce_for(report_data: bytes) -> bytes:
@@ -227,6 +247,7 @@ class EvidenceBundle:
     key_config: bytes
     expiry: int
     nonce: bytes | None = None
+    registration_key: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.platform not in _PLATFORM_CODES:
@@ -237,6 +258,11 @@ class EvidenceBundle:
         if self.nonce is not None and not 1 <= len(self.nonce) <= _MAX_NONCE:
             raise EvidenceFormatError(
                 f"nonce must be 1..{_MAX_NONCE} bytes, got {len(self.nonce)}")
+        if self.registration_key is not None and len(
+                self.registration_key) != REGISTRATION_KEY_SIZE:
+            raise EvidenceFormatError(
+                f"registration key must be {REGISTRATION_KEY_SIZE} bytes, got "
+                f"{len(self.registration_key)}")
         try:
             ohttp.decode_key_config(self.key_config)
         except KeyConfigError as exc:
@@ -245,7 +271,7 @@ class EvidenceBundle:
     @property
     def report_data(self) -> bytes:
         """The REPORT_DATA this bundle's report must carry."""
-        return report_data_for(self.key_config, self.expiry, self.nonce)
+        return report_data_for(self.key_config, self.expiry, self.nonce, self.registration_key)
 
     @property
     def ohttp_key_config(self) -> ohttp.KeyConfig:
@@ -259,13 +285,16 @@ def encode_bundle(bundle: EvidenceBundle) -> bytes:
     """The canonical binary encoding (see the module docstring)."""
     ev = bundle.evidence
     flags = (_FLAG_NONCE if bundle.nonce is not None else 0) | (
-        _FLAG_GPU if ev.gpu is not None else 0)
+        _FLAG_GPU if ev.gpu is not None else 0) | (
+        _FLAG_REGISTRATION_KEY if bundle.registration_key is not None else 0)
     out = bytearray(_HEADER.pack(MAGIC, FORMAT_VERSION, flags,
                                  _PLATFORM_CODES[bundle.platform], bundle.expiry))
     for part in (bundle.key_config, ev.cpu_report, ev.leaf_cert, ev.ask_cert, ev.ark_cert):
         out += _lp(part)
     if bundle.nonce is not None:
         out += _lp(bundle.nonce)
+    if bundle.registration_key is not None:
+        out += _lp(bundle.registration_key)
     if ev.gpu is not None:
         out += _lp(ev.gpu.report)
         out.append(len(ev.gpu.cert_chain))
@@ -317,7 +346,7 @@ def decode_bundle(data: bytes) -> EvidenceBundle:
     if version != FORMAT_VERSION:
         raise UnsupportedVersionError(
             f"evidence bundle version {version} is not supported (expected {FORMAT_VERSION})")
-    if flags & ~(_FLAG_NONCE | _FLAG_GPU):
+    if flags & ~(_FLAG_NONCE | _FLAG_GPU | _FLAG_REGISTRATION_KEY):
         raise EvidenceFormatError(f"unknown flag bits set: {flags:#04x}")
     platform = _PLATFORM_NAMES.get(code)
     if platform is None:
@@ -328,6 +357,8 @@ def decode_bundle(data: bytes) -> EvidenceBundle:
     cpu_report = r.field("cpu_report")
     leaf, ask, ark = r.field("leaf_cert"), r.field("ask_cert"), r.field("ark_cert")
     nonce = r.field("nonce") if flags & _FLAG_NONCE else None
+    registration_key = (r.field("registration_key") if flags & _FLAG_REGISTRATION_KEY
+                        else None)
     gpu: GpuEvidence | None = None
     if flags & _FLAG_GPU:
         gpu_report = r.field("gpu_report")
@@ -338,7 +369,8 @@ def decode_bundle(data: bytes) -> EvidenceBundle:
         raise EvidenceFormatError(f"{len(data) - r.off} trailing bytes after the bundle")
     return EvidenceBundle(platform=platform,
                           evidence=EvidenceParts(cpu_report, leaf, ask, ark, gpu),
-                          key_config=key_config, expiry=expiry, nonce=nonce)
+                          key_config=key_config, expiry=expiry, nonce=nonce,
+                          registration_key=registration_key)
 
 
 def evidence_digest(bundle: EvidenceBundle | bytes) -> bytes:
@@ -348,11 +380,14 @@ def evidence_digest(bundle: EvidenceBundle | bytes) -> bytes:
 
 
 def collect_bundle(provider: PlatformProvider, key_config: bytes, expiry: int,
-                   nonce: bytes | None = None) -> EvidenceBundle:
-    """Ask ``provider`` for evidence binding ``key_config``/``expiry``/``nonce``."""
-    parts = provider.get_evidence(report_data_for(key_config, expiry, nonce))
+                   nonce: bytes | None = None, registration_key: bytes | None = None
+                   ) -> EvidenceBundle:
+    """Ask ``provider`` for evidence binding the key, its expiry, a nonce and the
+    registration key."""
+    parts = provider.get_evidence(report_data_for(key_config, expiry, nonce,
+                                                  registration_key))
     return EvidenceBundle(platform=provider.platform, evidence=parts, key_config=key_config,
-                          expiry=expiry, nonce=nonce)
+                          expiry=expiry, nonce=nonce, registration_key=registration_key)
 
 
 # ---------------------------------------------------------------------------------------
@@ -543,6 +578,12 @@ class VerifiedClaims:
     gpu_measurements: Mapping[int, bytes] | None
     evidence_digest: bytes
     snp: VerifiedSnp = field(repr=False)
+    registration_key: bytes | None = None
+
+    @property
+    def node_id(self) -> str | None:
+        """The directory name the attested registration key gives the node."""
+        return None if self.registration_key is None else node_id_for(self.registration_key)
 
     @property
     def simulated(self) -> bool:
@@ -678,4 +719,5 @@ def verify_bundle(bundle: EvidenceBundle | bytes,
         gpu_measurements=gpu_measurements,
         evidence_digest=digest,
         snp=verified,
+        registration_key=bundle.registration_key,
     )

@@ -22,6 +22,10 @@ class RelayRefusedError(TransportError):
         self.detail = detail
 
 
+class NodeBusyError(TransportError):
+    """Every node the client tried was busy (503) for all its retries."""
+
+
 class KeyConfigFetchError(ClientError):
     """The gateway's key configuration could not be fetched or is unusable."""
 

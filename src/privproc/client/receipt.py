@@ -5,7 +5,7 @@ of its measurement, the key record of the gateway key the request was sealed to 
 the issuer key whose token paid for it, each with its inclusion proof and the cosigned
 checkpoint it is under::
 
-    {"version": 2, "time": "2026-11-29T15:00:00Z", "node_id": "node-0",
+    {"version": 2, "time": "2026-11-29T15:00:00Z", "node_id": "n5c0e...",
      "node_key": "<hex SHA-256 of the node key configuration>",
      "measurement": "<hex>", "evidence_digest": "<hex SHA-256 of the evidence>",
      "evidence": "<base64 evidence bundle>",
@@ -13,9 +13,9 @@ checkpoint it is under::
      "gateway_key": {...same shape...}, "issuer_key": {...} or null}
 
 :func:`verify_receipt` re-verifies every field it reports, and says which it cannot check
-(``node_id`` is a label the directory gave; ``time`` is the client's clock, checked only
-against the validity of the keys and the release): an edited field fails with
-:class:`ReceiptError` naming it.
+(``time`` is the client's clock, checked only
+against the validity of the keys and the release; later revocations need the log): an
+edited field fails with :class:`ReceiptError` naming it.
 """
 
 from __future__ import annotations
@@ -236,8 +236,11 @@ def verify_receipt(doc: object, trust: ClientTrust) -> list[FieldCheck]:
             raise ReceiptError("time", f"{stamp} is outside the validity of the {name}")
     checks.append(FieldCheck("time", False, "the client's clock: consistent with the "
                              "release and the keys' validity, not provable"))
-    checks.append(FieldCheck("node_id", False, f"{_str(doc, 'node_id')!r} is a label the "
-                             "directory gave the node; the node is identified by node_key"))
+    node_id = _str(doc, "node_id")
+    if claims.node_id is None or node_id != claims.node_id:
+        raise ReceiptError("node_id", "is not the name the evidence's registration key gives")
+    checks.append(FieldCheck("node_id", True, "derived from the registration key the "
+                             "evidence binds"))
     checks.append(FieldCheck("revocation", False, "a later revocation needs the log: "
                              "privproc audit lists them"))
     return checks

@@ -34,15 +34,11 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urljoin
 
-from privproc.attest.errors import AttestationError
-from privproc.attest.errors import KeyExpiredError as AttestKeyExpiredError
-from privproc.attest.evidence import VerifiedClaims, verify_bundle
 from privproc.tlog.client import (
     InclusionProof,
     LogClientError,
@@ -53,7 +49,6 @@ from privproc.tlog.client import (
 from privproc.tlog.view import LogView
 from privproc.wire import inner, ohttp
 from privproc.wire import privacypass as pp
-from privproc.wire.errors import KeyConfigError
 
 from .errors import (
     ClientError,
@@ -62,6 +57,7 @@ from .errors import (
     KeyNotLoggedError,
     LogVerificationError,
     MeasurementNotLoggedError,
+    NodeBusyError,
     NodeVerificationError,
     NoVerifiedNodeError,
     ReleaseRevokedError,
@@ -75,10 +71,12 @@ from .tokens import TokenWallet
 from .transparency import (
     GatewayKey,
     VerifiedKeys,
+    VerifiedNode,
     check_issuer_key,
     pick_gateway_key,
     release_proofs,
     verify_key_bundle,
+    verify_node_evidence,
 )
 from .trust import ClientTrust, load_trust
 
@@ -101,24 +99,8 @@ __all__ = [
 ]
 
 DEFAULT_REFRESH_SECONDS = 300.0
+MAX_BUSY_RETRIES = 6  # requests to busy nodes (503) before giving up; each costs a token
 _random = secrets.SystemRandom()
-
-
-@dataclass(frozen=True)
-class VerifiedNode:
-    node_id: str
-    key_config: ohttp.KeyConfig
-    claims: VerifiedClaims
-    evidence: bytes
-    release: InclusionProof
-
-    @property
-    def expiry(self) -> int:
-        return self.claims.expiry
-
-    @property
-    def measurement(self) -> bytes:
-        return self.claims.measurement
 
 
 @dataclass(frozen=True)
@@ -185,6 +167,7 @@ class PrivateProcessingClient:
         self._releases: dict[bytes, InclusionProof] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._retry_after = 1.0
 
     @classmethod
     def from_trust_file(cls, path: Path, *, state_dir: Path | None = None,
@@ -334,29 +317,10 @@ class PrivateProcessingClient:
     def verify_node(self, node_id: str, bundle_bytes: bytes,
                     releases: dict[bytes, InclusionProof] | None = None) -> VerifiedNode:
         """Every check of one node, against the release proofs of its node list."""
-        now = self.clock()
-        try:
-            claims = verify_bundle(bundle_bytes, self.trust.policy, self.trust.roots,
-                                   datetime.fromtimestamp(now, UTC), crls=self.trust.crls)
-        except AttestKeyExpiredError as exc:
-            raise KeyExpiredError(f"{node_id}: {exc}") from None
-        except AttestationError as exc:
-            raise EvidenceRefusedError(f"{node_id}: {type(exc).__name__}: {exc}") from None
-        try:
-            key_config = ohttp.decode_key_config(claims.key_config)
-        except KeyConfigError as exc:
-            raise EvidenceRefusedError(f"{node_id}: key configuration: {exc}") from None
-        release = (releases if releases is not None else self._releases).get(claims.measurement)
-        if release is None:
-            raise MeasurementNotLoggedError(
-                f"{node_id}: no logged release record of measurement "
-                f"{claims.measurement.hex()[:16]}... was stapled to the node list")
-        revoked = self.view.revocation(claims.measurement)
-        if revoked is not None:
-            raise ReleaseRevokedError(
-                f"{node_id}: measurement {claims.measurement.hex()[:16]}... was revoked by "
-                f"log record {revoked.index} ({revoked.reason})")
-        return VerifiedNode(node_id, key_config, claims, bundle_bytes, release)
+        with _log_errors():
+            return verify_node_evidence(
+                node_id, bundle_bytes, self._releases if releases is None else releases,
+                trust=self.trust, view=self.view, now=self.clock())
 
     def verified_nodes(self) -> list[VerifiedNode]:
         """Ask the directory and verify every node offered; raises if none passes."""
@@ -400,11 +364,17 @@ class PrivateProcessingClient:
         gateway = self.gateway_key()
         nodes = self._nodes()
         tried: set[str] = set()
+        failures = busy = 0
         last: Exception | None = None
-        for _ in range(2):  # one retry on another node if the first fails in transit
+        while failures < 2 and busy <= MAX_BUSY_RETRIES:
             choices: Sequence[VerifiedNode] = [n for n in nodes if n.node_id not in tried]
             if not choices:
-                break
+                if not busy or failures:
+                    break
+                # every node is busy: wait a little (jittered), then try them again
+                time.sleep(min(self._retry_after, 2.0) * _random.uniform(0.25, 1.0))
+                tried.clear()
+                continue
             node = secrets.choice(choices)
             tried.add(node.node_id)
             sealed, nonce, ctx = seal_task(node.key_config, task, payload)
@@ -412,13 +382,22 @@ class PrivateProcessingClient:
             response = self.ohttp.request(
                 "POST", f"/v1/nodes/{node.node_id}/process", content=sealed,
                 headers=[(b"content-type", inner.MEDIA_TYPE_REQUEST.encode())], spent=spent)
+            if response.status == 503:  # busy, not broken: the node stays verified
+                busy += 1
+                retry = next((f.value for f in response.headers if f.name == b"retry-after"),
+                             b"1")
+                self._retry_after = float(retry) if retry.isdigit() else 1.0
+                last = NodeBusyError(f"node {node.node_id} is busy (503)")
+                continue
             if response.status != 200:
+                failures += 1
                 last = TransportError(f"node {node.node_id} answered {response.status}")
                 self._verified.pop(node.node_id, None)
                 continue
             try:
                 output = open_task(ctx, nonce, response.content)
             except NodeResponseError as exc:
+                failures += 1
                 last = exc
                 continue
             return Result(output, self._receipt(node, gateway, spent))

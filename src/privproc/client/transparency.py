@@ -15,8 +15,12 @@ talks to the log directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from privproc.attest.errors import AttestationError
+from privproc.attest.errors import KeyExpiredError as AttestKeyExpiredError
+from privproc.attest.evidence import VerifiedClaims, verify_bundle
 from privproc.tlog.bundle import BundleFormatError, LogBundle
 from privproc.tlog.client import InclusionProof, LogClientError, LogForkError
 from privproc.tlog.record import (
@@ -32,7 +36,15 @@ from privproc.tlog.view import LogView
 from privproc.wire import ohttp
 from privproc.wire.errors import KeyConfigError
 
-from .errors import KeyNotLoggedError, LogVerificationError, TooManyKeysError
+from .errors import (
+    EvidenceRefusedError,
+    KeyExpiredError,
+    KeyNotLoggedError,
+    LogVerificationError,
+    MeasurementNotLoggedError,
+    ReleaseRevokedError,
+    TooManyKeysError,
+)
 from .trust import ClientTrust
 
 
@@ -164,3 +176,57 @@ def release_proofs(doc: Any, trust: ClientTrust, view: LogView
         if isinstance(record, ReleaseRecord):
             out.setdefault(record.measurement, proof)
     return out
+
+
+@dataclass(frozen=True)
+class VerifiedNode:
+    node_id: str
+    key_config: ohttp.KeyConfig
+    claims: VerifiedClaims
+    evidence: bytes
+    release: InclusionProof
+
+    @property
+    def expiry(self) -> int:
+        return self.claims.expiry
+
+    @property
+    def measurement(self) -> bytes:
+        return self.claims.measurement
+
+
+def verify_node_evidence(node_id: str | None, bundle: bytes,
+                         releases: dict[bytes, InclusionProof], *, trust: ClientTrust,
+                         view: LogView, now: float) -> VerifiedNode:
+    """Every check of one node: the client's before it sends, the directory's before it
+    lists. Evidence chain and policy (pinned roots, CRLs), the key binding and expiry, the
+    attested registration key and the node id derived from it (``node_id`` None: take
+    it), a logged release of the measurement and no revocation in the log."""
+    label = node_id or "node"
+    try:
+        claims = verify_bundle(bundle, trust.policy, trust.roots,
+                               datetime.fromtimestamp(now, UTC), crls=trust.crls)
+    except AttestKeyExpiredError as exc:
+        raise KeyExpiredError(f"{label}: {exc}") from None
+    except AttestationError as exc:
+        raise EvidenceRefusedError(f"{label}: {type(exc).__name__}: {exc}") from None
+    if claims.node_id is None:
+        raise EvidenceRefusedError(f"{label}: the evidence binds no registration key")
+    if node_id is not None and node_id != claims.node_id:
+        raise EvidenceRefusedError(f"{label}: listed under a name that is not the one its "
+                                   f"attested registration key gives ({claims.node_id})")
+    try:
+        key_config = ohttp.decode_key_config(claims.key_config)
+    except KeyConfigError as exc:
+        raise EvidenceRefusedError(f"{label}: key configuration: {exc}") from None
+    release = releases.get(claims.measurement)
+    if release is None:
+        raise MeasurementNotLoggedError(
+            f"{label}: no logged release record of measurement "
+            f"{claims.measurement.hex()[:16]}... was stapled")
+    revoked = view.revocation(claims.measurement)
+    if revoked is not None:
+        raise ReleaseRevokedError(
+            f"{label}: measurement {claims.measurement.hex()[:16]}... was revoked by log "
+            f"record {revoked.index} ({revoked.reason})")
+    return VerifiedNode(claims.node_id, key_config, claims, bundle, release)

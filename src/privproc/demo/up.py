@@ -11,6 +11,7 @@ the relay serves the stapled key bundle; writes the client's trust configuration
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import signal
 import sys
@@ -19,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from privproc.attest.simulated import SimulatedIdentity
 from privproc.demo.supervisor import Supervisor, free_port
 from privproc.files import replace_file
 from privproc.tlog.bundle import BundleFormatError, LogBundle
@@ -101,18 +103,22 @@ def _model_digest(backend: str) -> bytes:
 
 
 def start(state: Path, *, nodes: int = 1, backend: str = "llama",
-          node_config: Path | None = None) -> System:
+          node_config: Path | None = None, issuer_quota: int = 200,
+          node_extra: tuple[str, ...] = (), node_cwd: Path | None = None) -> System:
+    """The whole system; ``node_extra`` adds ``privproc node serve`` options (tests)."""
     state.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(state / "logs")
     try:
-        return _start(sup, state, nodes, backend, node_config)
+        return _start(sup, state, nodes, backend, node_config=node_config,
+                      issuer_quota=issuer_quota, node_extra=node_extra, node_cwd=node_cwd)
     except BaseException:
         sup.stop_all()
         raise
 
 
-def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
-           node_config: Path | None) -> System:
+def _start(sup: Supervisor, state: Path, nodes: int, backend: str, *,
+           node_config: Path | None, issuer_quota: int, node_extra: tuple[str, ...],
+           node_cwd: Path | None) -> System:
     ports = {name: free_port() for name in ("log", "witness", "issuer", "gateway", "relay",
                                             "origin")}
     urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
@@ -122,6 +128,16 @@ def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
     gateway_publisher = load_or_create_signer(state / "gateway-publisher.key", ORIGIN_NAME)
     issuer_publisher = load_or_create_signer(state / "issuer-publisher.key", ISSUER_NAME)
     account = secrets.token_urlsafe(24)
+    # Secrets travel in files (mode 0600), never on a command line.
+    replace_file(state / "accounts", f"{account}=demo-user\n".encode(), 0o600)
+    operator_token = secrets.token_urlsafe(32)
+    replace_file(state / "node-token", operator_token.encode() + b"\n", 0o600)
+    # The simulated platform's identity (its roots go into the trust file) exists before
+    # the gateway, which checks nodes against the trust file, starts.
+    SimulatedIdentity.load_or_create(state / "node" / "simulated")
+    client_config = state / "client.toml"
+    replace_file(client_config, _client_toml(urls, log_signer.verifier_key,
+                                             witness.verifier_key, account), 0o600)
 
     _say("starting the transparency log and a witness")
     sup.start("witness", ["witness", "serve", "--listen", f"{HOST}:{ports['witness']}",
@@ -136,13 +152,16 @@ def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
     _say("starting the token issuer, the origin, the gateway and the relay")
     sup.start("issuer", ["issuer", "serve", "--listen", f"{HOST}:{ports['issuer']}",
                          "--state", str(state / "issuer"), "--static-account",
-                         f"{account}=demo-user", "--name", ISSUER_NAME, "--log", urls["log"],
-                         "--publisher-key", str(state / "issuer-publisher.key")],
+                         f"@{state / 'accounts'}", "--name", ISSUER_NAME, "--log",
+                         urls["log"], "--publisher-key", str(state / "issuer-publisher.key"),
+                         "--quota", str(issuer_quota)],
               urls["issuer"])
     sup.start("origin", ["echo", "--listen", f"{HOST}:{ports['origin']}"], urls["origin"])
     sup.start("gateway", ["gateway", "--listen", f"{HOST}:{ports['gateway']}", "--upstream",
                           urls["origin"], "--state", str(state / "gateway"),
-                          "--node-directory", "--issuer-keys", str(state / "issuer"),
+                          "--node-directory", "--trust", str(client_config),
+                          "--node-url-allow", f"http://{HOST}:*", "--node-token",
+                          f"@{state / 'node-token'}", "--issuer-keys", str(state / "issuer"),
                           "--issuer-name", ISSUER_NAME, "--origin-name", ORIGIN_NAME,
                           "--log", urls["log"], "--publisher-key",
                           str(state / "gateway-publisher.key"), "--staple-refresh", "2"],
@@ -154,16 +173,11 @@ def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
         port = free_port()
         url = f"http://{HOST}:{port}"
         _say(f"starting node-{i} (simulated platform, backend {backend})")
-        args = ["node", "serve", "--listen", f"{HOST}:{port}", "--state",
-                str(state / "node"), "--backend", backend, "--directory", urls["gateway"],
-                "--node-id", f"node-{i}", "--heartbeat", "2"]
-        if node_config is not None:
-            args += ["--config", str(node_config)]
-        service = sup.start(f"node-{i}", args, url, timeout=180)
+        service = sup.start(f"node-{i}", [*node_args(state, url, urls["gateway"], backend,
+                                                     node_config), *node_extra], url,
+                            timeout=180, cwd=node_cwd)
         urls[f"node-{i}"] = url
-        measurement = bytes.fromhex(next(
-            line.split(": ", 1)[1] for line in service.log_text().splitlines()
-            if line.startswith("node measurement: ")))
+        measurement = node_measurement_from_log(service.log_text())
     _say(f"publishing the node release (measurement {measurement.hex()[:16]}...) to the log")
     record = ReleaseRecord(measurement=measurement, model_sha256=_model_digest(backend),
                            version="0.1.0", source="local", time=int(time.time()))
@@ -172,15 +186,64 @@ def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
     _say(f"release logged at index {index}; checkpoint cosigned by {WITNESS_NAME}")
     _wait_for_key_bundle(urls["relay"])
     _say("gateway and issuer key records logged; the relay serves them with their proofs")
-    client_config = state / "client.toml"
-    replace_file(client_config, (
+    wait_for_listed_nodes(urls["gateway"], operator_token, nodes)
+    _say(f"{nodes} node(s) attested, verified against the log and listed by the gateway")
+    return System(sup, state, urls, client_config)
+
+
+def node_args(state: Path, url: str, gateway: str, backend: str, node_config: Path | None
+              ) -> list[str]:
+    """``privproc node serve`` arguments for a node of this system listening at ``url``."""
+    listen = url.removeprefix("http://")
+    args = ["node", "serve", "--listen", listen, "--state", str(state / "node"), "--backend",
+            backend, "--directory", gateway, "--node-token", f"@{state / 'node-token'}",
+            "--heartbeat", "2"]
+    if node_config is not None:
+        args += ["--config", str(node_config)]
+    return args
+
+
+def node_measurement_from_log(text: str) -> bytes:
+    return bytes.fromhex(next(line.split(": ", 1)[1] for line in text.splitlines()
+                              if line.startswith("node measurement: ")))
+
+
+def node_id_from_log(text: str) -> str:
+    """The id the node's attested registration key gives it (printed at start)."""
+    line = next(ln for ln in text.splitlines() if ln.startswith('{"node_id"'))
+    node_id: str = json.loads(line)["node_id"]
+    return node_id
+
+
+def listed_nodes(gateway: str, operator_token: str) -> list[str]:
+    request = urllib.request.Request(gateway + "/nodes/status",
+                                     headers={"Authorization": f"Bearer {operator_token}"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        nodes: list[str] = json.loads(resp.read())["nodes"]
+        return nodes
+
+
+def wait_for_listed_nodes(gateway: str, operator_token: str, count: int,
+                          timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(listed_nodes(gateway, operator_token)) >= count:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the gateway lists {len(listed_nodes(gateway, operator_token))} of "
+                       f"{count} nodes after {timeout:.0f}s")
+
+
+def _client_toml(urls: dict[str, str], log_vkey: str, witness_vkey: str, account: str
+                 ) -> bytes:
+    return (
         "[service]\n"
         f'relay = "{urls["relay"]}/"\n'
         f'gateway_name = "{ORIGIN_NAME}"\n'
         f'log = "{urls["log"]}"\n\n'
         "[log]\n"
-        f'vkey = "{log_signer.verifier_key}"\n'
-        f'witnesses = ["{witness.verifier_key}"]\n'
+        f'vkey = "{log_vkey}"\n'
+        f'witnesses = ["{witness_vkey}"]\n'
         "quorum = 1\n\n"
         "[attestation]\n"
         "allow_simulated = true\n"
@@ -191,8 +254,7 @@ def _start(sup: Supervisor, state: Path, nodes: int, backend: str,
         f'account_token = "{account}"\n'
         f'issuer_name = "{ISSUER_NAME}"\n'
         f'origin_name = "{ORIGIN_NAME}"\n'
-    ).encode(), 0o600)
-    return System(sup, state, urls, client_config)
+    ).encode()
 
 
 def run(state: Path, nodes: int, backend: str, node_config: Path | None) -> int:

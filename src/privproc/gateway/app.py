@@ -1,25 +1,33 @@
-"""The Oblivious Gateway: opens OHTTP requests, asks the upstream origin, seals the answer.
+"""The Oblivious Gateway's service shell: reading, forwarding, answering.
 
-``GET /ohttp-keys`` serves the current key configuration. ``POST /gateway`` takes a
-``message/ohttp-req``. Errors follow RFC 9458: 415 for a wrong media type, 413 for an
-oversized body, 422 with the ``ohttp-key`` problem for a key identifier or suite it does
-not hold, and a bare 400 for anything that does not open (no detail on why). Once a
-request is open, every answer (including the gateway's own errors: stale date, replay,
-unreachable upstream) goes back encapsulated, so only the client can read it.
+The decisions are :class:`~privproc.gateway.core.GatewayCore`'s (open, admit, route,
+seal) and :class:`~privproc.gateway.registrar.Registrar`'s (who may be listed); this
+module does the I/O around them:
+
+- ``GET /ohttp-keys``: the current key configuration (RFC 9458);
+- ``GET /privproc/keys``: the log bundle of the gateway's and the issuer's key records
+  (with ``--log``; :mod:`privproc.gateway.transparency`);
+- ``POST /gateway``: an encapsulated request, answered encapsulated once it opens;
+- ``POST /nodes/register`` (operator credential, attested and signed registrations) and
+  ``GET /nodes/status`` (operator credential: how many nodes are listed);
+- ``GET /healthz``.
+
+Everything read from outside is bounded: request bodies (``max_body``), registrations,
+and every answer from the upstream origin or a node (``max_upstream_body``; a larger one
+is a 502), with ``upstream_timeout`` on each exchange. Logs carry statuses, sizes,
+timings and node ids of the derived form only: never bodies, tokens, URLs or addresses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
+import hmac
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from pathlib import Path
 
 import aiohttp
@@ -32,31 +40,46 @@ from starlette.routing import Route
 from privproc.attest.errors import AttestationError
 from privproc.attest.evidence import decode_bundle
 from privproc.attest.sev_snp import parse_report
-from privproc.service import BodyTooLarge, anonymous_session, problem, read_body
+from privproc.client.errors import ClientError
+from privproc.client.transparency import release_proofs
+from privproc.keyring import FileCache
+from privproc.service import BodyTooLarge, anonymous_session, problem, read_body, read_up_to
 from privproc.tlog.bundle import MEDIA_TYPE as BUNDLE_MEDIA_TYPE
+from privproc.tlog.client import InclusionProof, LogClientError, LogForkError, http_fetcher
 from privproc.tlog.publish import RecordPublisher
+from privproc.tlog.view import LogView
 from privproc.wire import bhttp, ohttp
-from privproc.wire.errors import BinaryHttpError, DecryptError, UnknownKeyError
+from privproc.wire.registration import MAX_REGISTRATION
 
 from . import keystore
-from .directory import NodeEntry, NodeRegistry, RegistryUnavailable, window_subset
+from .core import (
+    HOP_BY_HOP,
+    GatewayCore,
+    ListNodes,
+    Opened,
+    OuterAnswer,
+    ReplayJudge,
+    ToNode,
+    ToUpstream,
+    inner_problem,
+    json_answer,
+)
+from .directory import NodeEntry, NodeRegistry, RegistryFull, RegistryUnavailable, window_subset
 from .redeem import Redeemer, RedemptionConfig
-from .replay import ReplayGuard, Verdict, parse_http_date
+from .registrar import Refused, Registrar, RegistrarConfig
+from .replay import ReplayGuard
 from .transparency import Stapler, StapleUnavailable, TransparencyConfig, key_subject
 
 log = logging.getLogger("privproc.gateway")
 
-PROBLEM_OHTTP_KEY = "https://iana.org/assignments/http-problem-types#ohttp-key"
-PROBLEM_DATE = "https://iana.org/assignments/http-problem-types#date"
 
-# Connection-specific fields (RFC 9110 section 7.6.1) never cross the gateway.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
-        b"trailer", b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host",
-        b"content-length",
-    }
-)
+@dataclass
+class DirectoryConfig:
+    registry: NodeRegistry
+    registrar: RegistrarConfig
+    ttl: float = 30.0  # a node silent this long is dropped
+    window: float = 60.0  # GET /v1/nodes answers the same to everyone within a window
+    subset: int = 8
 
 
 @dataclass
@@ -64,81 +87,43 @@ class GatewayConfig:
     state_dir: Path
     upstream: str
     max_body: int = 1 << 20
+    max_upstream_body: int = 4 << 20
     replay_window: float = 60.0
     upstream_timeout: float = 30.0
     redemption: RedemptionConfig | None = None
     directory: DirectoryConfig | None = None
     transparency: TransparencyConfig | None = None
+    replay: ReplayJudge | None = None  # default: in memory (one replica)
     key_lifetime: float = keystore.DEFAULT_LIFETIME_SECONDS
     key_grace: float = keystore.DEFAULT_GRACE_SECONDS
     clock: Callable[[], float] = field(default=time.time)
 
 
-@dataclass
-class DirectoryConfig:
-    registry: NodeRegistry
-    ttl: float = 30.0  # a node silent this long is dropped
-    window: float = 60.0  # GET /v1/nodes answers the same to everyone within a window
-    subset: int = 8
-    node_token: str | None = None  # bearer secret nodes register with
-
-
 class KeyCache:
-    """The key state, re-read whenever ``rotate-keys`` has replaced the file."""
+    """The key state, re-read whenever ``rotate-keys`` (or a replica) has changed the file."""
 
     def __init__(self, state_dir: Path, clock: Callable[[], float],
                  lifetime: float = keystore.DEFAULT_LIFETIME_SECONDS) -> None:
-        self._dir = state_dir
         self._clock = clock
-        self._mtime = -1
-        self._state = keystore.load_or_create(state_dir, clock(), lifetime=lifetime)
-        self._refresh()
-
-    def _refresh(self) -> None:
-        mtime = (self._dir / keystore.KEYS_FILE).stat().st_mtime_ns
-        if mtime != self._mtime:
-            self._state = keystore.load(self._dir)
-            self._mtime = mtime
-            self._keys_body = ohttp.encode_key_configs(self._state.published())
-            log.info("keys loaded: current key_id=%d, %d accepted",
-                     self._state.current.key_id, len(self._state.keys))
-
-    def accepted(self) -> ohttp.GatewayKeys:
-        self._refresh()
-        return self._state.accepted(self._clock())
-
-    def keys_body(self) -> bytes:
-        self._refresh()
-        return self._keys_body
+        keystore.load_or_create(state_dir, clock(), lifetime=lifetime)
+        self._file = FileCache(state_dir / keystore.KEYS_FILE,
+                               lambda: keystore.load(state_dir))
+        self._published: tuple[keystore.KeyState, bytes] | None = None
 
     @property
     def state(self) -> keystore.KeyState:
-        self._refresh()
-        return self._state
+        return self._file.get()
 
+    def accepted(self) -> ohttp.GatewayKeys:
+        return self.state.accepted(self._clock())
 
-def _sealed(ctx: ohttp.ServerResponseContext, response: bhttp.Response) -> Response:
-    return Response(
-        ctx.encapsulate_response(bhttp.encode_response(response)),
-        media_type=ohttp.MEDIA_TYPE_RESPONSE,
-    )
-
-
-def _inner_problem(status: int, title: str, type_: str, now: float) -> bhttp.Response:
-    body = json.dumps({"type": type_, "title": title, "status": status}).encode()
-    return bhttp.Response(
-        status=status,
-        headers=(
-            bhttp.Field(b"content-type", b"application/problem+json"),
-            bhttp.Field(b"date", formatdate(now, usegmt=True).encode()),
-        ),
-        content=body,
-    )
-
-
-def inner_media_type(inner: bhttp.Request) -> str:
-    value = next((f.value for f in inner.headers if f.name == b"content-type"), b"")
-    return value.decode("latin-1") or "application/octet-stream"
+    def keys_body(self) -> bytes:
+        state = self.state
+        if self._published is None or self._published[0] is not state:
+            self._published = (state, ohttp.encode_key_configs(state.published()))
+            log.info("keys loaded: current key_id=%d, %d accepted", state.current.key_id,
+                     len(state.keys))
+        return self._published[1]
 
 
 def node_measurement(bundle: bytes) -> bytes | None:
@@ -149,14 +134,29 @@ def node_measurement(bundle: bytes) -> bytes | None:
         return None
 
 
+def _outer(answer: OuterAnswer) -> Response:
+    if answer.bare:
+        return Response(status_code=answer.status)
+    return problem(answer.status, answer.title, answer.problem_type)
+
+
 def create_app(config: GatewayConfig) -> Starlette:
     keys = KeyCache(config.state_dir, config.clock, config.key_lifetime)
-    replay = ReplayGuard(config.replay_window)
     redeemer = Redeemer(config.redemption) if config.redemption is not None else None
+    directory = config.directory
+    core = GatewayCore(keys=keys.accepted,
+                       replay=config.replay or ReplayGuard(config.replay_window),
+                       redeemer=redeemer, directory=directory is not None,
+                       max_node_answer=config.max_upstream_body)
+    registrar = Registrar(directory.registrar) if directory is not None else None
     upstream = config.upstream.rstrip("/")
-    session: aiohttp.ClientSession | None = None
     transparency = config.transparency
     stapler = Stapler(transparency) if transparency is not None else None
+    view = (LogView(http_fetcher(transparency.log_url), directory.registrar.trust.log,
+                    config.state_dir / "log-view.json")
+            if transparency is not None and directory is not None else None)
+    session: aiohttp.ClientSession | None = None
+    listed: dict[str, bytes] = {}  # node id -> bundle last logged, to log changes only
 
     def key_subjects() -> set[bytes]:
         subjects = {key_subject(keys.state.current.gateway_key.config.encode())}
@@ -203,6 +203,12 @@ def create_app(config: GatewayConfig) -> Starlette:
                 task.cancel()
             await session.close()
 
+    # -- public key material -----------------------------------------------------------
+
+    async def ohttp_keys(request: Request) -> Response:
+        return Response(keys.keys_body(), media_type=ohttp.MEDIA_TYPE_KEYS,
+                        headers={"cache-control": "max-age=60"})
+
     async def key_bundle(request: Request) -> Response:
         if stapler is None or transparency is None or session is None:
             return problem(404, "this gateway staples no log bundle (it runs without --log)")
@@ -213,173 +219,178 @@ def create_app(config: GatewayConfig) -> Starlette:
         return Response(bundle.encode(), media_type=BUNDLE_MEDIA_TYPE,
                         headers={"cache-control": f"max-age={int(transparency.refresh)}"})
 
-    async def ohttp_keys(request: Request) -> Response:
-        return Response(
-            keys.keys_body(),
-            media_type=ohttp.MEDIA_TYPE_KEYS,
-            headers={"cache-control": "max-age=60"},
-        )
-
     async def health(request: Request) -> Response:
         return Response(b"ok\n", media_type="text/plain")
 
-    async def forward(inner: bhttp.Request) -> bhttp.Response:
+    # -- forwarding --------------------------------------------------------------------
+
+    async def exchange(method: str, url: str, headers: dict[str, str], body: bytes
+                       ) -> tuple[int, str, str, bytes, list[tuple[bytes, bytes]]] | str:
+        """One bounded exchange: (status, type, retry-after, body, raw headers) or why not."""
         assert session is not None
-        headers = [
-            (f.name.decode("latin-1"), f.value.decode("latin-1"))
-            for f in inner.headers
-            if f.name not in HOP_BY_HOP
-        ]
-        path = inner.path.decode("latin-1") or "/"
-        if not path.startswith("/"):
-            return _inner_problem(400, "request target must be a path", "about:blank",
-                                  config.clock())
         try:
-            async with session.request(
-                inner.method.decode("latin-1"),
-                upstream + path,
-                headers=headers,
-                data=inner.content or None,
-                allow_redirects=False,
-            ) as resp:
-                content = await resp.read()
-                out_headers = tuple(
-                    bhttp.Field(n.lower(), v)
-                    for n, v in resp.raw_headers
-                    if n.lower() not in HOP_BY_HOP
-                )
-                return bhttp.Response(status=resp.status, headers=out_headers, content=content)
+            async with session.request(method, url, headers=headers, data=body or None,
+                                       allow_redirects=False) as resp:
+                content = await read_up_to(resp.content, config.max_upstream_body + 1)
+                if len(content) > config.max_upstream_body:
+                    return "too large"
+                return (resp.status, resp.headers.get("content-type", ""),
+                        resp.headers.get("retry-after", ""), content,
+                        [(n.lower(), v) for n, v in resp.raw_headers])
         except TimeoutError:
-            return _inner_problem(504, "upstream timed out", "about:blank", config.clock())
+            return "timed out"
         except aiohttp.ClientError:
-            return _inner_problem(502, "upstream unreachable", "about:blank", config.clock())
+            return "unreachable"
 
-    directory = config.directory
+    async def to_upstream(route: ToUpstream, now: float) -> bhttp.Response:
+        result = await exchange(route.method, upstream + route.path, dict(route.headers),
+                                route.content)
+        if isinstance(result, str):
+            return inner_problem(504 if result == "timed out" else 502,
+                                 f"upstream {result}", now)
+        status, _, _, content, raw = result
+        return bhttp.Response(status=status, content=content, headers=tuple(
+            bhttp.Field(n, v) for n, v in raw if n not in HOP_BY_HOP))
 
-    def _json_response(status: int, doc: object) -> bhttp.Response:
-        return bhttp.Response(
-            status=status,
-            headers=(bhttp.Field(b"content-type", b"application/json"),),
-            content=json.dumps(doc).encode(),
-        )
+    async def to_node(route: ToNode, now: float) -> bhttp.Response:
+        assert directory is not None
+        try:
+            node = await run_in_threadpool(directory.registry.get, route.node_id, now,
+                                           directory.ttl)
+        except RegistryUnavailable:
+            return inner_problem(503, "node directory unavailable", now)
+        if node is None:
+            return inner_problem(404, "no such registered node", now)
+        result = await exchange("POST", node.url.rstrip("/") + "/process",
+                                {"Content-Type": route.content_type}, route.content)
+        if isinstance(result, str):
+            return inner_problem(504 if result == "timed out" else 502, f"node {result}", now)
+        status, content_type, retry_after, content, _ = result
+        return core.node_answer(status, content_type, content, retry_after, now)
 
-    async def node_list(chosen: list[NodeEntry], now: float) -> bhttp.Response:
+    async def node_list(now: float) -> bhttp.Response:
         """The nodes, with a log bundle of their releases so clients need not ask the log."""
+        assert directory is not None
+        try:
+            nodes = await run_in_threadpool(directory.registry.live, now, directory.ttl)
+        except RegistryUnavailable:
+            return inner_problem(503, "node directory unavailable", now)
+        chosen = window_subset(nodes, now, directory.window, directory.subset)
         doc: dict[str, object] = {"nodes": [n.to_json() for n in chosen], "log": None}
         measurements = {m for n in chosen if (m := node_measurement(n.bundle)) is not None}
         if stapler is not None and session is not None and measurements:
             try:
                 doc["log"] = (await stapler.bundle(session, measurements, now)).to_json()
             except StapleUnavailable:
-                return _inner_problem(503, "release proofs unavailable", "about:blank", now)
-        return _json_response(200, doc)
-
-    async def node_route(inner: bhttp.Request) -> bhttp.Response:
-        assert directory is not None and session is not None
-        now = config.clock()
-        parts = inner.path.decode("latin-1").split("?")[0].strip("/").split("/")
-        is_list = parts == ["v1", "nodes"] and inner.method == b"GET"
-        is_process = (len(parts) == 4 and parts[:2] == ["v1", "nodes"]
-                      and parts[3] == "process" and inner.method == b"POST")
-        if not (is_list or is_process):
-            return _inner_problem(404, "no such directory resource", "about:blank", now)
-        try:
-            if is_list:
-                nodes = await run_in_threadpool(directory.registry.live, now, directory.ttl)
-                chosen = window_subset(nodes, now, directory.window, directory.subset)
-                return await node_list(chosen, now)
-            node = await run_in_threadpool(directory.registry.get, parts[2], now,
-                                           directory.ttl)
-        except RegistryUnavailable:
-            return _inner_problem(503, "node directory unavailable", "about:blank", now)
-        if node is None:
-            return _inner_problem(404, "no such registered node", "about:blank", now)
-        try:
-            async with session.post(
-                node.url.rstrip("/") + "/process", data=inner.content,
-                headers={"Content-Type": inner_media_type(inner)},
-            ) as resp:
-                content = await resp.read()
-                headers = tuple(
-                    bhttp.Field(n.lower(), v) for n, v in resp.raw_headers
-                    if n.lower() in (b"content-type", b"retry-after")
-                )
-                return bhttp.Response(status=resp.status, headers=headers, content=content)
-        except TimeoutError:
-            return _inner_problem(504, "node timed out", "about:blank", config.clock())
-        except aiohttp.ClientError:
-            return _inner_problem(502, "node unreachable", "about:blank", config.clock())
-
-    async def register(request: Request) -> Response:
-        if directory is None:
-            return problem(404, "this gateway has no node directory")
-        if directory.node_token is not None and request.headers.get(
-                "authorization", "") != f"Bearer {directory.node_token}":
-            return problem(401, "node registration needs the node token")
-        try:
-            doc = json.loads(await read_body(request, 1 << 20))
-            entry = NodeEntry(str(doc["node_id"]), str(doc["url"]),
-                              base64.b64decode(doc["bundle"], validate=True), config.clock())
-        except (BodyTooLarge, ValueError, KeyError, TypeError, binascii.Error):
-            return problem(400, "registration must be JSON {node_id, url, bundle}")
-        if not entry.url.startswith(("http://", "https://")) or not entry.node_id:
-            return problem(400, "registration needs a node_id and an http(s) url")
-        try:
-            await run_in_threadpool(directory.registry.register, entry, directory.ttl)
-        except RegistryUnavailable:
-            return problem(503, "node directory unavailable")
-        log.info("node registered: %s", entry.node_id)
-        return Response(b'{"ok": true}', media_type="application/json")
+                return inner_problem(503, "release proofs unavailable", now)
+        return json_answer(doc)
 
     async def gateway(request: Request) -> Response:
         started = time.perf_counter()
-        if request.headers.get("content-type", "").split(";")[0].strip() != (
-            ohttp.MEDIA_TYPE_REQUEST
-        ):
-            return problem(415, f"content type must be {ohttp.MEDIA_TYPE_REQUEST}")
         try:
             body = await read_body(request, config.max_body)
         except BodyTooLarge:
             return problem(413, "encapsulated request too large")
-        try:
-            plain, ctx = keys.accepted().decapsulate_request(body)
-        except UnknownKeyError:
-            log.info("refused: unknown key id, size=%d", len(body))
-            return problem(422, "key identifier unknown", PROBLEM_OHTTP_KEY)
-        except DecryptError:
-            log.info("refused: does not open, size=%d", len(body))
-            return Response(status_code=400)
         now = config.clock()
+        opened = core.open(request.headers.get("content-type", ""), body, now)
+        if isinstance(opened, OuterAnswer):
+            log.info("refused: %s, size=%d", opened.log or opened.title, len(body))
+            return _outer(opened)
+        answer = await answer_for(opened, now)
+        if isinstance(answer, OuterAnswer):
+            log.info("refused: %s", answer.log)
+            return _outer(answer)
+        if opened.refused:
+            log.info("refused: %s", opened.refused)
+        log.info("ok: status=%d in=%d out=%d ms=%.1f", answer.status, len(body),
+                 len(answer.content), (time.perf_counter() - started) * 1000)
+        return Response(core.seal(opened, answer), media_type=ohttp.MEDIA_TYPE_RESPONSE)
+
+    async def answer_for(opened: Opened, now: float) -> bhttp.Response | OuterAnswer:
+        if opened.inner is None:
+            assert opened.answer is not None
+            return opened.answer
+        refusal = await core.admit(opened, now)
+        if refusal is not None:
+            return refusal
+        route = core.route(opened.inner, now)
+        if isinstance(route, bhttp.Response):
+            return route
+        if isinstance(route, ListNodes):
+            return await node_list(now)
+        if isinstance(route, ToNode):
+            return await to_node(route, now)
+        return await to_upstream(route, now)
+
+    # -- the node directory (operator side) -------------------------------------------
+
+    def _operator(request: Request) -> bool:
+        assert directory is not None
+        expected = f"Bearer {directory.registrar.operator_token}".encode()
+        got = request.headers.get("authorization", "").encode("latin-1", "replace")
+        return hmac.compare_digest(got, expected)
+
+    async def releases_for(measurement: bytes, now: float) -> dict[bytes, InclusionProof]:
+        assert stapler is not None and session is not None and directory is not None
+        assert view is not None
+        bundle = await stapler.bundle(session, {measurement}, now)
+        if not bundle.entries:  # perhaps logged since the last fetch
+            bundle = await stapler.bundle(session, {measurement}, now, force=True)
+        return await asyncio.to_thread(release_proofs, bundle.to_json(),
+                                       directory.registrar.trust, view)
+
+    async def register(request: Request) -> Response:
+        if directory is None or registrar is None:
+            return problem(404, "this gateway has no node directory")
+        if view is None:
+            return problem(503, "this gateway cannot verify nodes without --log")
         try:
-            inner = bhttp.decode_request(plain)
-        except BinaryHttpError:
-            log.info("refused: inner request malformed, size=%d", len(body))
-            return _sealed(ctx, _inner_problem(400, "malformed binary HTTP request",
-                                               "about:blank", now))
-        date = next((f.value for f in inner.headers if f.name == b"date"), None)
-        verdict = replay.check(ctx.enc, parse_http_date(date) if date else None, now)
-        if verdict is Verdict.BAD_DATE:
-            log.info("refused: date missing or outside the replay window")
-            return _sealed(ctx, _inner_problem(400, "date missing or not current",
-                                               PROBLEM_DATE, now))
-        if verdict is Verdict.REPLAYED:
-            log.info("refused: replayed request")
-            return problem(400, "replayed request")
-        if redeemer is not None:
-            inner, refusal = await redeemer.redeem(inner, now)
-            if refusal is not None:
-                log.info("refused: %s", refusal.reason)
-                return _sealed(ctx, refusal.response)
-        if directory is not None and inner.path.startswith(b"/v1/nodes"):
-            answer = await node_route(inner)
-        else:
-            answer = await forward(inner)
-        log.info(
-            "ok: status=%d in=%d out=%d ms=%.1f",
-            answer.status, len(body), len(answer.content),
-            (time.perf_counter() - started) * 1000,
-        )
-        return _sealed(ctx, answer)
+            body = await read_body(request, MAX_REGISTRATION)
+        except BodyTooLarge:
+            return problem(413, f"registration larger than {MAX_REGISTRATION} bytes")
+        now = config.clock()
+        admitted = registrar.admit(request.headers.get("authorization", ""), body, now)
+        if isinstance(admitted, Refused):
+            log.info("registration refused: %s", admitted.reason)
+            return problem(admitted.status, admitted.reason)
+        registration, measurement = admitted
+        try:
+            releases = await releases_for(measurement, now)
+        except LogForkError:
+            log.error("registration refused: the log forked")
+            return problem(503, "the transparency log does not verify")
+        except (StapleUnavailable, LogClientError, ClientError) as exc:
+            log.warning("registration not verified: %s", type(exc).__name__)
+            return problem(503, "cannot verify the node against the log now")
+        entry = await asyncio.to_thread(registrar.verify, registration, releases, view, now)
+        if isinstance(entry, Refused):
+            log.info("registration refused: %s", entry.reason)
+            return problem(entry.status, entry.reason)
+        try:
+            await run_in_threadpool(directory.registry.register, entry, directory.ttl)
+        except RegistryFull as exc:
+            log.warning("registration refused: %s", exc)
+            return problem(503, "the node directory is full")
+        except RegistryUnavailable:
+            return problem(503, "node directory unavailable")
+        if listed.get(entry.node_id) != entry.bundle:
+            listed[entry.node_id] = entry.bundle
+            log.info("node listed: %s", entry.node_id)
+        return Response(json.dumps({"node_id": entry.node_id}).encode(),
+                        media_type="application/json")
+
+    async def status(request: Request) -> Response:
+        if directory is None:
+            return problem(404, "this gateway has no node directory")
+        if not _operator(request):
+            return problem(401, "the node status needs the operator credential")
+        try:
+            nodes = await run_in_threadpool(directory.registry.live, config.clock(),
+                                            directory.ttl)
+        except RegistryUnavailable:
+            return problem(503, "node directory unavailable")
+        return Response(json.dumps({"nodes": [n.node_id for n in nodes]}).encode(),
+                        media_type="application/json")
 
     return Starlette(
         routes=[
@@ -387,7 +398,11 @@ def create_app(config: GatewayConfig) -> Starlette:
             Route("/privproc/keys", key_bundle, methods=["GET"]),
             Route("/gateway", gateway, methods=["POST"]),
             Route("/nodes/register", register, methods=["POST"]),
+            Route("/nodes/status", status, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
+
+
+__all__ = ["DirectoryConfig", "GatewayConfig", "KeyCache", "NodeEntry", "create_app"]

@@ -1,8 +1,9 @@
 """The node directory: which attested nodes are alive, and forwarding to them.
 
-Nodes register ``{node_id, url, bundle}`` (their evidence bundle carries the key
-configuration) and re-register on every heartbeat and rotation; a node silent for
-``ttl`` seconds is dropped. Clients ask, through OHTTP, ``GET /v1/nodes``: a random
+Nodes register (signed, attested and verified: :mod:`privproc.gateway.registrar`) and
+re-register on every heartbeat and rotation; a node silent for ``ttl`` seconds is
+dropped. The registry is bounded (entries and bytes) and drops silent nodes on every
+write, so registrations cannot pile up. Clients ask, through OHTTP, ``GET /v1/nodes``: a random
 subset of the live nodes that is **the same for every caller within a time window** (the
 choice is seeded by the window number, never by anything about the caller), since a
 directory that answers differently per caller is what a targeting attack needs. Then
@@ -37,6 +38,14 @@ class RegistryUnavailable(Exception):
     """The shared registry cannot be reached."""
 
 
+class RegistryFull(Exception):
+    """The registry holds its maximum of nodes or bytes: a new node is refused."""
+
+
+DEFAULT_MAX_NODES = 1024
+DEFAULT_MAX_BYTES = 64 << 20
+
+
 class NodeRegistry(Protocol):
     def register(self, entry: NodeEntry, ttl: float) -> None: ...
 
@@ -45,13 +54,27 @@ class NodeRegistry(Protocol):
     def get(self, node_id: str, now: float, ttl: float) -> NodeEntry | None: ...
 
 
+def _size(entry: NodeEntry) -> int:
+    return len(entry.bundle) + len(entry.url) + len(entry.node_id)
+
+
 class MemoryRegistry:
-    def __init__(self) -> None:
+    def __init__(self, max_nodes: int = DEFAULT_MAX_NODES,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._nodes: dict[str, NodeEntry] = {}
         self._lock = threading.Lock()
+        self.max_nodes = max_nodes
+        self.max_bytes = max_bytes
 
     def register(self, entry: NodeEntry, ttl: float) -> None:
         with self._lock:
+            for node_id in [n for n, e in self._nodes.items() if entry.seen - e.seen > ttl]:
+                del self._nodes[node_id]
+            others = [e for n, e in self._nodes.items() if n != entry.node_id]
+            if len(others) >= self.max_nodes:
+                raise RegistryFull(f"the registry holds its maximum of {self.max_nodes} nodes")
+            if sum(map(_size, others)) + _size(entry) > self.max_bytes:
+                raise RegistryFull(f"the registry holds its maximum of {self.max_bytes} bytes")
             self._nodes[entry.node_id] = entry
 
     def live(self, now: float, ttl: float) -> list[NodeEntry]:
@@ -67,12 +90,17 @@ class MemoryRegistry:
 
 
 class RedisRegistry:
-    def __init__(self, url: str, prefix: str = "privproc:nodes:") -> None:
+    """Entries expire by Redis TTL; the entry count is bounded (bytes per entry are bounded
+    by the registration size limit)."""
+
+    def __init__(self, url: str, prefix: str = "privproc:nodes:",
+                 max_nodes: int = DEFAULT_MAX_NODES) -> None:
         import redis
 
         self._redis_error = redis.RedisError
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._prefix = prefix
+        self.max_nodes = max_nodes
 
     def _encode(self, entry: NodeEntry) -> bytes:
         return json.dumps({"node_id": entry.node_id, "url": entry.url, "seen": entry.seen,
@@ -85,9 +113,15 @@ class RedisRegistry:
                          float(doc["seen"]))
 
     def register(self, entry: NodeEntry, ttl: float) -> None:
+        key = self._prefix + entry.node_id
         try:
-            self._client.set(self._prefix + entry.node_id, self._encode(entry),
-                             ex=max(1, int(ttl)))
+            if not self._client.exists(key):
+                count = sum(1 for _ in self._client.scan_iter(match=self._prefix + "*",
+                                                              count=1000))
+                if count >= self.max_nodes:
+                    raise RegistryFull(
+                        f"the registry holds its maximum of {self.max_nodes} nodes")
+            self._client.set(key, self._encode(entry), ex=max(1, int(ttl)))
         except self._redis_error as exc:
             raise RegistryUnavailable(str(exc)) from None
 

@@ -6,30 +6,41 @@ pair the gateway still accepts. Exactly one key is *current* (published in
 clients holding the previous configuration keep working during the grace period.
 Every key also has a ``not_after``, fixed when it is made (default 30 days later) and
 published with it in its key record in the transparency log: clients use a key only
-until then, so the gateway renews its current key before (:func:`renew_if_due`).
+until then, so the gateway renews its current key before (:func:`renew_if_due`). The
+gateway itself keeps opening requests under a key until it is retired, ``not_after`` or
+not: what a client sealed is the client's decision, and a gateway that runs without a log
+(and so renews nothing) must not go dark when its key's ``not_after`` passes.
 Times are passed in by the caller (seconds since the epoch): this module reads no clock.
+
+This is a thin adapter over :mod:`privproc.keyring` (one kind, ``ohttp-gateway``; the
+secret is the X25519 private key, hex; key ids 0..255, never reused while a key holding
+one is kept). Files of format version 1 (``{"version": 1, "keys": [{"key_id",
+"private_key", "created_at", "retire_at", "not_after"}]}``) are read, and rewritten in the
+key-ring format by :func:`load_or_create` (at gateway start) or the next rotation.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from privproc.files import replace_file
+from privproc import keyring
 from privproc.tlog.record import PURPOSE_OHTTP_GATEWAY, KeyRecord
 from privproc.wire import hpke, ohttp
 from privproc.wire.errors import HPKEError
 
 KEYS_FILE = "ohttp-keys.json"
 LOCK_FILE = ".ohttp-keys.lock"
-FORMAT_VERSION = 1
+FORMAT_VERSION = keyring.FORMAT_VERSION
 DEFAULT_GRACE_SECONDS = 24 * 3600
 DEFAULT_LIFETIME_SECONDS = 30 * 24 * 3600
+KIND = PURPOSE_OHTTP_GATEWAY
+SECRET_TYPE = "hpke-x25519-private-key"
+KEY_IDS = keyring.cyclic_ids(256, first=1)
 
 
 class KeyStoreError(Exception):
@@ -73,80 +84,64 @@ class KeyState:
         return [self.current.gateway_key.config]
 
 
-def _encode(state: KeyState) -> bytes:
-    doc = {
-        "version": FORMAT_VERSION,
-        "keys": [
-            {
-                "key_id": k.key_id,
-                "private_key": k.key_pair.private_bytes().hex(),
-                "created_at": k.created_at,
-                "retire_at": k.retire_at,
-                "not_after": k.not_after,
-            }
-            for k in state.keys
-        ],
-    }
-    return json.dumps(doc, indent=1).encode() + b"\n"
+# --------------------------------------------------------------------------- the ring
 
 
-def _decode(data: bytes, path: Path) -> KeyState:
+def _decode_pair(kind: str, text: str) -> hpke.KeyPair:
     try:
-        doc = json.loads(data)
-        if doc.get("version") != FORMAT_VERSION:
-            raise KeyStoreError(
-                f"{path}: unsupported format version {doc.get('version')!r}, "
-                f"expected {FORMAT_VERSION}"
-            )
-        keys = tuple(
-            StoredKey(
-                key_id=int(k["key_id"]),
-                key_pair=hpke.KeyPair.from_private_bytes(bytes.fromhex(k["private_key"])),
-                created_at=float(k["created_at"]),
-                retire_at=None if k["retire_at"] is None else float(k["retire_at"]),
-                # files written before key records carry no not_after: the default lifetime
-                not_after=float(k.get("not_after",
-                                      float(k["created_at"]) + DEFAULT_LIFETIME_SECONDS)),
-            )
-            for k in doc["keys"]
+        return hpke.KeyPair.from_private_bytes(bytes.fromhex(text))
+    except HPKEError:
+        raise ValueError("not an X25519 private key") from None
+
+
+CODEC: keyring.SecretCodec[hpke.KeyPair] = keyring.SecretCodec(
+    SECRET_TYPE, lambda pair: pair.private_bytes().hex(), _decode_pair)
+
+
+def _read_v1(doc: Mapping[str, Any]) -> keyring.KeyRing[hpke.KeyPair]:
+    """Format version 1 (before the key ring)."""
+    return keyring.KeyRing(tuple(
+        keyring.KeyEntry(
+            id=int(k["key_id"]),
+            kind=KIND,
+            secret=_decode_pair(KIND, k["private_key"]),
+            not_before=float(k["created_at"]),
+            # files written before key records carry no not_after: the default lifetime
+            not_after=float(k.get("not_after",
+                                  float(k["created_at"]) + DEFAULT_LIFETIME_SECONDS)),
+            retire_at=None if k["retire_at"] is None else float(k["retire_at"]),
         )
-    except (ValueError, KeyError, TypeError, AttributeError, HPKEError) as exc:
-        raise KeyStoreError(f"{path}: malformed key file ({type(exc).__name__}: {exc})") from None
-    currents = [k for k in keys if k.retire_at is None]
-    if len(currents) != 1:
-        raise KeyStoreError(f"{path}: expected exactly one current key, found {len(currents)}")
-    if len({k.key_id for k in keys}) != len(keys):
-        raise KeyStoreError(f"{path}: duplicate key identifiers")
-    return KeyState(keys)
+        for k in doc["keys"]
+    ))
+
+
+def _store(state_dir: Path) -> keyring.FileKeyStore[hpke.KeyPair]:
+    return keyring.FileKeyStore(
+        state_dir / KEYS_FILE, CODEC, kinds=(KIND,), allocate=KEY_IDS,
+        # accepted until retired, past not_after too (see the module docstring)
+        expire_at_not_after=False,
+        legacy={1: _read_v1}, lock_path=state_dir / LOCK_FILE,
+        missing_hint="start the gateway once to create it",
+    )
+
+
+def _state(ring: keyring.KeyRing[hpke.KeyPair]) -> KeyState:
+    return KeyState(tuple(
+        StoredKey(e.id, e.secret, e.not_before, e.retire_at, e.not_after)
+        for e in ring.entries
+    ))
+
+
+def _new_pair(rand: hpke.Rand) -> Callable[[keyring.NewKey], hpke.KeyPair]:
+    return lambda spec: hpke.KeyPair.generate(rand)
 
 
 @contextlib.contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
-    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+def _errors() -> Iterator[None]:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
-    finally:
-        os.close(fd)
-
-
-def _prepare_dir(state_dir: Path) -> None:
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not state_dir.is_dir():
-        raise KeyStoreError(f"{state_dir} is not a directory")
-
-
-def load(state_dir: Path) -> KeyState:
-    """Read the key state; raises :class:`KeyStoreError` if there is none or it is bad."""
-    path = state_dir / KEYS_FILE
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise KeyStoreError(f"{path} does not exist: start the gateway once to create it") from None
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise KeyStoreError(f"{path} is readable by others (mode {mode:o}); expected 0600")
-    return _decode(data, path)
+    except keyring.KeyRingError as exc:
+        raise KeyStoreError(str(exc)) from None
 
 
 def _check_lifetime(lifetime: float) -> None:
@@ -154,18 +149,28 @@ def _check_lifetime(lifetime: float) -> None:
         raise KeyStoreError(f"key lifetime must be > 0 seconds, got {lifetime}")
 
 
+def _check_grace(grace_seconds: float) -> None:
+    if grace_seconds < 0:
+        raise KeyStoreError(f"grace period must be >= 0 seconds, got {grace_seconds}")
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def load(state_dir: Path) -> KeyState:
+    """Read the key state; raises :class:`KeyStoreError` if there is none or it is bad."""
+    with _errors():
+        return _state(_store(state_dir).read())
+
+
 def load_or_create(state_dir: Path, now: float, rand: hpke.Rand = os.urandom,
                    lifetime: float = DEFAULT_LIFETIME_SECONDS) -> KeyState:
-    """Read the key state, creating a first key on first start."""
+    """Read the key state, creating a first key on first start (and rewriting a file of
+    an older format in the current one)."""
     _check_lifetime(lifetime)
-    _prepare_dir(state_dir)
-    with _locked(state_dir):
-        if (state_dir / KEYS_FILE).exists():
-            return load(state_dir)
-        state = KeyState((StoredKey(1, hpke.KeyPair.generate(rand), now, None,
-                                    now + lifetime),))
-        replace_file(state_dir / KEYS_FILE, _encode(state), 0o600)
-        return state
+    with _errors():
+        return _state(_store(state_dir).load_or_create(now, lifetime=lifetime,
+                                                       new_secret=_new_pair(rand)))
 
 
 def rotate(
@@ -180,13 +185,11 @@ def rotate(
     Keys whose grace period has ended are dropped from the file, so their private keys
     are gone from disk.
     """
-    if grace_seconds < 0:
-        raise KeyStoreError(f"grace period must be >= 0 seconds, got {grace_seconds}")
+    _check_grace(grace_seconds)
     _check_lifetime(lifetime)
-    _prepare_dir(state_dir)
-    with _locked(state_dir):
-        return _rotate_locked(state_dir, load(state_dir), now, grace_seconds, rand=rand,
-                              lifetime=lifetime)
+    with _errors():
+        return _state(_store(state_dir).rotate(now, grace=grace_seconds, lifetime=lifetime,
+                                               new_secret=_new_pair(rand)))
 
 
 def renew_if_due(state_dir: Path, now: float, grace_seconds: float = DEFAULT_GRACE_SECONDS,
@@ -196,32 +199,9 @@ def renew_if_due(state_dir: Path, now: float, grace_seconds: float = DEFAULT_GRA
     clients always find a key valid for a while); returns the new state, or None.
 
     Checked under the file lock, so replicas sharing the state rotate once."""
+    _check_grace(grace_seconds)
     _check_lifetime(lifetime)
-    with _locked(state_dir):
-        state = load(state_dir)
-        if state.current.not_after - now >= lifetime / 4:
-            return None
-        return _rotate_locked(state_dir, state, now, grace_seconds, rand=rand, lifetime=lifetime)
-
-
-def _rotate_locked(state_dir: Path, old: KeyState, now: float, grace_seconds: float, *,
-                   rand: hpke.Rand, lifetime: float) -> KeyState:
-    live = [k for k in old.keys if k.retire_at is None or k.retire_at > now]
-    used = {k.key_id for k in live}
-    new_id = next(
-        (i % 256 for i in range(old.current.key_id + 1, old.current.key_id + 257)
-         if i % 256 not in used),
-        None,
-    )
-    if new_id is None:
-        raise KeyStoreError("all 256 key identifiers are in use; wait for grace to end")
-    kept = tuple(
-        StoredKey(k.key_id, k.key_pair, k.created_at, now + grace_seconds, k.not_after)
-        if k.retire_at is None
-        else k
-        for k in live
-    )
-    state = KeyState((*kept, StoredKey(new_id, hpke.KeyPair.generate(rand), now, None,
-                                       now + lifetime)))
-    replace_file(state_dir / KEYS_FILE, _encode(state), 0o600)
-    return state
+    with _errors():
+        ring = _store(state_dir).renew_if_due(now, grace=grace_seconds, lifetime=lifetime,
+                                              new_secret=_new_pair(rand))
+    return None if ring is None else _state(ring)

@@ -7,6 +7,12 @@ their rotation overlap) and recorded in the double-spend store before the reques
 on. A missing, malformed, wrong-key or already-spent token gets 401 with a fresh
 challenge; a store that cannot be reached gets 503 (never admit what was not recorded).
 The ``Authorization`` field is removed before the request is forwarded.
+
+The gateway never reads the issuer's private key file. It reads only what the issuer
+writes for redeemers, ``issuer-verification-keys.json`` in the issuer's key directory
+(:data:`RedemptionConfig.issuer_keys`), through the narrow :class:`IssuerKeySource`:
+type 0x0002 public keys, and, the one exception, type 0x0001 secrets (a VOPRF token is
+privately verifiable). See :mod:`privproc.issuer.keystore` for the file.
 """
 
 from __future__ import annotations
@@ -14,12 +20,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from privproc.issuer.keystore import KeyFileCache
+from privproc.issuer.keystore import (
+    VERIFICATION_KEYS_FILE,
+    AcceptedKey,
+    VerificationKeys,
+    read_verification_keys,
+)
+from privproc.keyring import FileCache
 from privproc.wire import bhttp
 from privproc.wire import privacypass as pp
 
@@ -28,9 +42,40 @@ from .spend import SpendStore, SpendStoreUnavailable
 log = logging.getLogger("privproc.gateway")
 
 
+class IssuerKeySource(Protocol):
+    """What redemption needs of the issuer's keys (and all it gets)."""
+
+    def accepted(self, now: float) -> Mapping[bytes, AcceptedKey]:
+        """The keys whose tokens are accepted at ``now``, by full token_key_id."""
+        ...
+
+    def current_token_key(self, token_type: int) -> bytes:
+        """The token-key to name in a 401's challenge for ``token_type``."""
+        ...
+
+
+class VerificationKeyFile:
+    """An :class:`IssuerKeySource` over the issuer's verification key file, re-read
+    whenever the issuer replaces it (a rotation); reads it once at construction, so a
+    missing or bad file fails at start. Raises :class:`IssuerKeyError`."""
+
+    def __init__(self, issuer_dir: Path) -> None:
+        self.path = issuer_dir / VERIFICATION_KEYS_FILE
+        self._cache = FileCache(self.path, lambda: read_verification_keys(issuer_dir))
+
+    def get(self) -> VerificationKeys:
+        return self._cache.get()
+
+    def accepted(self, now: float) -> Mapping[bytes, AcceptedKey]:
+        return self.get().accepted(now)
+
+    def current_token_key(self, token_type: int) -> bytes:
+        return self.get().current_token_key(token_type)
+
+
 @dataclass(frozen=True)
 class RedemptionConfig:
-    issuer_keys: Path  # the issuer's key directory (type 0x0001 needs its secret)
+    issuer_keys: Path  # the issuer's key directory (its issuer-verification-keys.json)
     issuer_name: str
     origin_name: str
     spend_store: SpendStore
@@ -46,7 +91,8 @@ class Refusal:
 class Redeemer:
     def __init__(self, config: RedemptionConfig) -> None:
         self.config = config
-        self.keys = KeyFileCache(config.issuer_keys)
+        self.keys = VerificationKeyFile(config.issuer_keys)  # .get(): the whole file
+        self.source: IssuerKeySource = self.keys  # all that redemption uses
         self.challenges = {
             t: pp.TokenChallenge(t, config.issuer_name, config.redemption_context,
                                  [config.origin_name])
@@ -54,8 +100,8 @@ class Redeemer:
         }
 
     def challenge_header(self) -> bytes:
-        keys = self.keys.get()
-        pairs = [(challenge, keys.current(t).token_key) for t, challenge in
+        keys = self.source
+        pairs = [(challenge, keys.current_token_key(t)) for t, challenge in
                  sorted(self.challenges.items(), reverse=True)]
         return pp.format_www_authenticate(pairs).encode()
 
@@ -83,7 +129,7 @@ class Redeemer:
         except pp.PrivacyPassError:
             return forwarded, self._refuse(401, "malformed Privacy Pass token")
         challenge = self.challenges.get(token.token_type)
-        accepted = self.keys.get().accepted(now)
+        accepted = self.source.accepted(now)
         key = accepted.get(token.token_key_id)
         if challenge is None or key is None or key.token_type != token.token_type:
             return forwarded, self._refuse(401, "token from an unknown issuer key")

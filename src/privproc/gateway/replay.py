@@ -56,3 +56,42 @@ class ReplayGuard:
         # never less than the window from now so that clock skew cannot shorten it.
         self._expiry.append((now + 2 * self.window, request_id))
         return Verdict.FRESH
+
+
+class ReplayStoreUnavailable(Exception):
+    """The shared replay store cannot be reached: the request is refused, not admitted."""
+
+
+class RedisReplayGuard:
+    """The same judgement, shared by every gateway replica through Redis.
+
+    ``SET <prefix><sha256(enc)> 1 NX PX <twice the window>``: the first replica to see a request
+    records it, every later sighting (on any replica) is a replay. Only a hash of the
+    encapsulated key share is stored, for twice the window.
+    """
+
+    def __init__(self, url: str, window_seconds: float = 60.0,
+                 prefix: str = "privproc:replay:") -> None:
+        import redis
+
+        if window_seconds <= 0:
+            raise ValueError(f"replay window must be > 0 seconds, got {window_seconds}")
+        self.window = window_seconds
+        self._redis_error = redis.RedisError
+        self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._prefix = prefix.encode()
+
+    def check(self, request_id: bytes, request_date: float | None, now: float) -> Verdict:
+        import hashlib
+
+        if request_date is None or abs(now - request_date) > self.window:
+            return Verdict.BAD_DATE
+        key = self._prefix + hashlib.sha256(request_id).digest()
+        try:
+            first = self._client.set(key, b"1", nx=True, px=int(2000 * self.window))
+        except self._redis_error as exc:
+            raise ReplayStoreUnavailable(f"redis replay store: {exc}") from None
+        return Verdict.FRESH if first else Verdict.REPLAYED
+
+    def close(self) -> None:
+        self._client.close()

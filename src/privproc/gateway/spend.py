@@ -8,10 +8,13 @@ the gateway answers with 503: it never admits a token it could not record.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Protocol
+
+CLOCK_SKEW_MARGIN = 60  # seconds a spend record outlives its key in Redis
 
 
 class SpendStoreUnavailable(Exception):
@@ -64,7 +67,10 @@ class RedisSpendStore:
         self._prefix = prefix.encode()
 
     def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
-        ttl = max(1, int(expires_at - now))
+        # Round up, and keep the record a little past the key's end of life, so that a
+        # replica whose clock is behind still finds it (a longer record is harmless: the
+        # key check refuses the token from then on anyway).
+        ttl = max(1, math.ceil(expires_at - now)) + CLOCK_SKEW_MARGIN
         try:
             return bool(self._client.set(self._prefix + token_id, b"1", nx=True, ex=ttl))
         except self._redis_error as exc:

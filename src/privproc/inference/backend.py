@@ -2,7 +2,7 @@
 
 A backend turns a list of :class:`ChatMessage` into text, all at once (``complete``) or
 as it is produced (``stream``). Calls are synchronous; the node service runs them in a
-worker thread.
+worker process it can kill at the deadline (:mod:`privproc.node.worker`).
 
 Privacy rule for everything in this package: exception messages, ``repr`` output and
 log lines carry sizes, counts, statuses and the name of what failed, never request or

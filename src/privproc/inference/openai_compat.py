@@ -1,7 +1,7 @@
 """A backend for any OpenAI-compatible server (llama.cpp server, vLLM, Ollama, ...).
 
 ``POST {base}/v1/chat/completions``, plain JSON or Server-Sent Events streaming, with
-the standard library only (synchronous; the node calls it from a worker thread).
+the standard library only (synchronous; the node calls it from a worker process).
 
 Every failure becomes an :class:`~.backend.InferenceError` whose message gives the HTTP
 status, sizes and the server's address, never the request or response body (a server

@@ -19,11 +19,20 @@ def _listen(value: str) -> Listen:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _static(value: str) -> tuple[str, str]:
-    token, sep, account = value.partition("=")
-    if not sep or not token or not account:
-        raise argparse.ArgumentTypeError(f"expected TOKEN=ACCOUNT, got {value[:40]!r}")
-    return token, account
+def _static_accounts(values: list[str]) -> dict[str, str]:
+    """TOKEN=ACCOUNT pairs, each given as itself, @FILE (one pair a line) or env:NAME."""
+    from privproc.secrets import resolve_lines, warn_if_literal
+
+    accounts: dict[str, str] = {}
+    for value in values:
+        warn_if_literal(value, "--static-account")
+        for line in resolve_lines(value, "--static-account"):
+            token, sep, account = line.partition("=")
+            if not sep or not token or not account:
+                raise ValueError("--static-account: expected TOKEN=ACCOUNT (the value is "
+                                 "not shown)")
+            accounts[token] = account
+    return accounts
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -39,16 +48,25 @@ def _serve(args: argparse.Namespace) -> int:
         print("privproc issuer serve: give --account-key VKEY (the account service's key) "
               "or --static-account TOKEN=ACCOUNT", file=sys.stderr)
         return 2
+    from privproc.secrets import SecretError, resolve, warn_if_literal
+
     try:
         accounts: AccountVerifier = (
             SignedBearerVerifier([note.Ed25519Verifier.from_key(k) for k in args.account_key])
-            if args.account_key else StaticAccountVerifier(dict(args.static_account))
+            if args.account_key else StaticAccountVerifier(_static_accounts(args.static_account))
         )
+        redis_url = None
+        if args.redis:
+            warn_if_literal(args.redis, "--redis", url=True)
+            redis_url = resolve(args.redis, "--redis")
     except NoteError as exc:
         print(f"privproc issuer serve: --account-key: {exc}", file=sys.stderr)
         return 2
+    except (SecretError, ValueError) as exc:
+        print(f"privproc issuer serve: {exc}", file=sys.stderr)
+        return 2
     args.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    quota: QuotaStore = (RedisQuota(args.redis) if args.redis
+    quota: QuotaStore = (RedisQuota(redis_url) if redis_url
                          else SqliteQuota(args.state / "quota.db"))
     key_logging = None
     if args.log is not None:
@@ -145,11 +163,15 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = actions.add_parser("serve", help="Serve the issuer directory and token requests.")
     serve.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
     serve.add_argument("--state", type=Path, required=True, metavar="DIR")
-    serve.add_argument("--redis", metavar="URL", help="count quotas in Redis (many replicas)")
+    serve.add_argument("--redis", metavar="URL",
+                       help="count quotas in Redis (many replicas); @FILE or env:NAME keeps "
+                            "a password off the command line")
     serve.add_argument("--account-key", action="append", default=[], metavar="VKEY",
                        help="verifier key of the app's account service (repeatable)")
-    serve.add_argument("--static-account", action="append", default=[], type=_static,
-                       metavar="TOKEN=ACCOUNT", help="a fixed bearer token (tests, demos)")
+    serve.add_argument("--static-account", action="append", default=[],
+                       metavar="TOKEN=ACCOUNT",
+                       help="a fixed bearer token (tests, demos); @FILE (one TOKEN=ACCOUNT a "
+                            "line) or env:NAME keeps it off the command line")
     serve.add_argument("--quota", type=int, default=200, help="tokens per account per period")
     serve.add_argument("--period", type=int, default=86400, metavar="SECONDS")
     serve.add_argument("--name", default="issuer.privproc.local",

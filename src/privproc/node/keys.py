@@ -10,11 +10,11 @@ request sealed to it is refused, which gives forward security. Times are passed 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from privproc.attest.evidence import PlatformProvider, collect_bundle, encode_bundle
+from privproc.keyring import KeyRing, MemoryKeyStore, NewKey, cyclic_ids
 from privproc.wire import hpke, ohttp
 
 
@@ -30,8 +30,12 @@ class NodeKey:
         return self.key.config.key_id
 
 
+KIND = "node-hpke"
+
+
 class NodeKeys:
-    """The current key and, during its grace, the previous one."""
+    """The current key and, during its grace, the previous one: a key ring held in memory
+    (:class:`privproc.keyring.MemoryKeyStore`), never written anywhere."""
 
     def __init__(
         self,
@@ -40,58 +44,80 @@ class NodeKeys:
         lifetime: int = 3600,
         grace: int = 60,
         rand: Callable[[int], bytes] = os.urandom,
+        registration_key: bytes | None = None,
     ) -> None:
         if lifetime <= 0 or grace < 0:
             raise ValueError(f"lifetime must be > 0 and grace >= 0, got {lifetime}, {grace}")
         self.provider = provider
+        self.registration_key = registration_key  # bound into every key's evidence
         self.lifetime = lifetime
         self.grace = grace
         self._rand = rand
-        self._lock = threading.Lock()
-        self._keys: list[NodeKey] = []
+        self._store: MemoryKeyStore[NodeKey] = MemoryKeyStore(allocate=cyclic_ids(256, 0))
         self.destroyed: list[int] = []  # key ids destroyed so far (for logs and tests)
 
     @property
     def current(self) -> NodeKey:
-        with self._lock:
-            if not self._keys:
-                raise RuntimeError("no key yet: call rotate() first")
-            return self._keys[-1]
+        entry = self._store.ring.find_current(KIND)
+        if entry is None:
+            raise RuntimeError("no key: call rotate() first (or every key was destroyed)")
+        return entry.secret
+
+    def held(self) -> list[int]:
+        """The ids of the keys still held (the current one and any in grace)."""
+        return [e.id for e in self._store.ring.entries]
+
+    def _make(self, spec: NewKey) -> NodeKey:
+        key = ohttp.GatewayKey.create(spec.id, hpke.KeyPair.generate(self._rand))
+        expiry = int(spec.not_after)
+        bundle = encode_bundle(collect_bundle(self.provider, key.config.encode(), expiry,
+                                              registration_key=self.registration_key))
+        return NodeKey(key, int(spec.not_before), expiry, bundle)
 
     def rotate(self, now: int) -> NodeKey:
-        """Make a new current key with fresh evidence; the old one enters its grace."""
-        used = {k.key_id for k in self._keys}
-        start = self._keys[-1].key_id + 1 if self._keys else 0
-        key_id = next(i % 256 for i in range(start, start + 256) if i % 256 not in used)
-        pair = hpke.KeyPair.generate(self._rand)
-        key = ohttp.GatewayKey.create(key_id, pair)
-        expiry = now + self.lifetime + self.grace
-        bundle = encode_bundle(collect_bundle(self.provider, key.config.encode(), expiry))
-        node_key = NodeKey(key, now, expiry, bundle)
-        with self._lock:
-            for old in self._keys:
-                old.expiry = min(old.expiry, now + self.grace)
-            self._keys.append(node_key)
-        return node_key
+        """Make a new current key with fresh evidence; the old one enters its grace.
 
-    def destroy_expired(self, now: int) -> list[int]:
-        with self._lock:
-            gone = [k for k in self._keys[:-1] if k.expiry <= now]
-            self._keys = [k for k in self._keys if k not in gone]
+        The new key's expiry (bound into its evidence) is ``now + lifetime + grace``: it
+        rotates after ``lifetime`` and is destroyed ``grace`` later."""
+        ring = self._store.rotate(now, grace=self.grace, lifetime=self.lifetime + self.grace,
+                                  new_secret=self._make, kinds=(KIND,))
+        for entry in ring.entries:
+            if entry.retire_at is not None:
+                entry.secret.expiry = min(entry.secret.expiry, int(entry.end_of_life))
+        return ring.current(KIND).secret
+
+    def _destroy(self, gone: tuple[NodeKey, ...]) -> list[int]:
         ids = [k.key_id for k in gone]
         self.destroyed.extend(ids)
         for k in gone:
-            del k.key  # drop the only reference to the private key
+            if hasattr(k, "key"):
+                del k.key  # drop the only reference to the private key
         return ids
 
+    def destroy_expired(self, now: int) -> list[int]:
+        return self._destroy(tuple(e.secret for e in self._store.prune(now)))
+
+    def destroy_all(self) -> list[int]:
+        """Destroy every key, the current one too (failing closed); returns their ids."""
+        gone: tuple[NodeKey, ...] = ()
+
+        def empty(ring: KeyRing[NodeKey]) -> KeyRing[NodeKey]:
+            nonlocal gone
+            gone = tuple(e.secret for e in ring.entries)
+            return KeyRing((), ring.expire_at_not_after)
+
+        self._store.update(empty)
+        return self._destroy(gone)
+
     def accepted(self, now: int) -> ohttp.GatewayKeys:
+        """The keys that open requests at ``now`` (past their expiry, none does)."""
         self.destroy_expired(now)
-        with self._lock:
-            return ohttp.GatewayKeys(k.key for k in self._keys)
+        return ohttp.GatewayKeys(e.secret.key for e in self._store.ring.accepted(now))
 
     def fresh_bundle(self, nonce: bytes) -> bytes:
         """Evidence for the current key with a client's nonce in REPORT_DATA."""
         key = self.current
         return encode_bundle(
-            collect_bundle(self.provider, key.key.config.encode(), key.expiry, nonce)
+            collect_bundle(self.provider, key.key.config.encode(), key.expiry, nonce,
+                           self.registration_key)
         )

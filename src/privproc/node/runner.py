@@ -1,4 +1,8 @@
-"""Runs the node's tasks on an inference backend, checking inputs without echoing them."""
+"""Runs the node's tasks on an inference backend, checking inputs without echoing them.
+
+The node runs these in worker processes (:mod:`.worker`): :func:`worker_spec` names
+:func:`make_runner` and its arguments, and each worker calls it once, at start.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from typing import Any
 from privproc.inference.backend import ChatBackend
 from privproc.wire.inner import Task
 
-from .app import TaskInputError, TaskRunner
+from .core import TaskInputError, TaskRunner
+from .worker import WorkerSpec
 
 MAX_MESSAGES = 200
 MAX_TEXT = 4000
@@ -78,7 +83,7 @@ def default_model(backend: str) -> Path | None:
 
 
 def build_runner(backend: str, model: Path | None, openai_url: str | None,
-                 openai_model: str) -> TaskRunner:
+                 openai_model: str, n_threads: int | None = None) -> TaskRunner:
     if backend == "echo":
         return EchoRunner()
     if backend == "extractive":
@@ -93,4 +98,27 @@ def build_runner(backend: str, model: Path | None, openai_url: str | None,
         return InferenceRunner(OpenAICompatBackend(openai_url, openai_model))
     from privproc.inference.llama import LlamaBackend
 
-    return InferenceRunner(LlamaBackend(model))
+    return InferenceRunner(LlamaBackend(model, n_threads=n_threads))
+
+
+def make_runner(backend: str, model: str | None = None, openai_url: str | None = None,
+                openai_model: str = "default", n_threads: int | None = None) -> TaskRunner:
+    """The runner a worker process makes at start (JSON arguments; see worker_spec)."""
+    return build_runner(backend, Path(model) if model else None, openai_url, openai_model,
+                        n_threads)
+
+
+def worker_spec(backend: str, model: Path | None, openai_url: str | None, openai_model: str,
+                concurrency: int) -> WorkerSpec:
+    """What each of ``concurrency`` workers loads. An embedded model gets an equal share
+    of the cores per worker, so that busy workers do not oversubscribe them."""
+    if backend == "openai" and not openai_url:
+        raise SystemExit("privproc node serve: --backend openai needs --openai-url")
+    n_threads = None
+    if backend == "llama":
+        from privproc.inference.llama import cpu_threads
+
+        n_threads = max(1, cpu_threads() // max(1, concurrency))
+    return WorkerSpec("privproc.node.runner:make_runner", {
+        "backend": backend, "model": str(model.resolve()) if model else None,
+        "openai_url": openai_url, "openai_model": openai_model, "n_threads": n_threads})

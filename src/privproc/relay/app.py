@@ -34,7 +34,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from privproc.service import BodyTooLarge, anonymous_session, problem, read_body
+from privproc.service import (
+    BodyTooLarge,
+    anonymous_session,
+    problem,
+    read_body,
+    read_up_to,
+)
 from privproc.wire import ohttp, tiles
 from privproc.wire.errors import MerkleError
 
@@ -48,6 +54,7 @@ class RelayConfig:
     gateway: str
     keys_url: str | None = None
     max_body: int = 1 << 20
+    max_response: int = 4 << 20  # a larger answer from the gateway is refused (502)
     timeout: float = 30.0
     keys_cache_seconds: float = 60.0
     log: str | None = None  # the transparency log's URL, proxied at /log/
@@ -116,21 +123,6 @@ def _max_age(cache_control: str) -> float | None:
 _IMMUTABLE = 365 * 24 * 3600.0
 
 
-async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """The body, or its first ``limit`` bytes if it is longer.
-
-    ``StreamReader.read(n)`` returns what is buffered, possibly far less than ``n`` bytes,
-    so one call would cut a large answer short (and cache the cut copy).
-    """
-    body = bytearray()
-    while len(body) < limit:
-        chunk = await stream.read(limit - len(body))
-        if not chunk:
-            break
-        body += chunk
-    return bytes(body)
-
-
 def create_app(config: RelayConfig) -> Starlette:
     session: aiohttp.ClientSession | None = None
     cache = GetCache(config.cache_bytes)
@@ -162,9 +154,12 @@ def create_app(config: RelayConfig) -> Starlette:
                 headers={"Content-Type": ohttp.MEDIA_TYPE_REQUEST},
                 allow_redirects=False,
             ) as resp:
-                answer = await resp.read()
+                answer = await read_up_to(resp.content, config.max_response + 1)
                 status = resp.status
                 media_type = resp.headers.get("content-type", "")
+            if len(answer) > config.max_response:
+                log.warning("gateway answer over %d bytes refused", config.max_response)
+                return problem(502, "gateway answer too large")
         except TimeoutError:
             log.warning("gateway timed out after %.1fs", config.timeout)
             return problem(504, "gateway timed out")
@@ -188,7 +183,7 @@ def create_app(config: RelayConfig) -> Starlette:
         if item is None:
             try:
                 async with session.get(url, allow_redirects=False) as resp:
-                    body = await _read_up_to(resp.content, config.max_get_body + 1)
+                    body = await read_up_to(resp.content, config.max_get_body + 1)
                     if resp.status != 200:
                         return problem(502 if resp.status >= 500 else resp.status,
                                        f"{what} answered {resp.status}")

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from privproc.secrets import SecretError, resolve, warn_if_literal
 from privproc.service import Listen
 from privproc.wire import note
 from privproc.wire.errors import CheckpointError, NoteError
@@ -68,8 +69,12 @@ def _log_serve(args: argparse.Namespace) -> int:
         key_publishers = [note.Ed25519Verifier.from_key(k) for k in args.key_publisher]
         witnesses = [WitnessEndpoint(url.rstrip("/"), CosignatureVerifier.from_key(vkey))
                      for url, vkey in args.witness]
-        storage = open_storage(args.state, args.db, args.db_schema)
-    except (KeyFileError, NoteError, StorageError) as exc:
+        db = None
+        if args.db:
+            warn_if_literal(args.db, "--db", url=True)
+            db = resolve(args.db, "--db")
+        storage = open_storage(args.state, db, args.db_schema)
+    except (KeyFileError, NoteError, StorageError, SecretError) as exc:
         return _err("log serve", str(exc))
     if args.quorum > len(witnesses):
         return _err("log serve", f"--quorum {args.quorum} exceeds the {len(witnesses)} witnesses")
@@ -248,7 +253,8 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--state", type=Path, required=True, metavar="DIR",
                        help="log key (log.key, created on first start) and SQLite database")
     serve.add_argument("--db", metavar="URL",
-                       help="postgresql://... to keep the log in PostgreSQL instead of SQLite")
+                       help="postgresql://... to keep the log in PostgreSQL instead of SQLite; "
+                            "@FILE or env:NAME keeps a password off the command line")
     serve.add_argument("--db-schema", default="privproc_log", metavar="NAME",
                        help="PostgreSQL schema holding this log's tables (default privproc_log)")
     serve.add_argument("--origin", default="log.privproc.local",

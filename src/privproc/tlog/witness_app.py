@@ -39,12 +39,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from privproc.files import replace_file, write_new_file
 from privproc.service import BodyTooLarge, problem, read_body
-from privproc.wire.checkpoint import CosignatureSigner, generate_cosigner
+from privproc.wire.checkpoint import CosignatureSigner
 from privproc.wire.errors import NoteError
 from privproc.wire.note import Verifier, check_key_name
 
+from . import keys
 from .witness import Witness, WitnessResponse, WitnessStateStore
 
 __all__ = [
@@ -80,31 +80,6 @@ class WitnessConfig:
 # --------------------------------------------------------------------------- key file
 
 
-def _read_key(path: Path, name: str) -> CosignatureSigner:
-    try:
-        mode = path.stat().st_mode & 0o777
-        data = path.read_bytes()
-    except OSError as exc:
-        raise WitnessKeyError(f"{path}: cannot read the witness key: {exc}") from None
-    if mode & 0o077:
-        raise WitnessKeyError(f"{path} is accessible by others (mode {mode:o}); expected 0600")
-    try:
-        text = data.decode("ascii").removesuffix("\n")
-        signer = CosignatureSigner.from_key(text)
-    except (UnicodeDecodeError, NoteError) as exc:
-        # The message never includes the key material.
-        raise WitnessKeyError(
-            f"{path}: malformed witness key ({type(exc).__name__}); expected a "
-            "PRIVATE+KEY+<name>+<hash>+<key> string of signature type 0x04"
-        ) from None
-    if signer.name != name:
-        raise WitnessKeyError(
-            f"{path} holds the key of witness {signer.name!r}, expected {name!r}: pass "
-            f"--name {signer.name} or use another state directory"
-        )
-    return signer
-
-
 def load_or_create_witness_key(
     state_dir: Path,
     name: str,
@@ -114,7 +89,8 @@ def load_or_create_witness_key(
 
     Reads ``state_dir/witness.key`` (which must have mode 0600 and be for key ``name``),
     or creates it atomically from a 32-byte ``rand`` seed if absent; then (re)writes the
-    public ``state_dir/witness.vkey``. Raises :class:`WitnessKeyError`.
+    public ``state_dir/witness.vkey``. Raises :class:`WitnessKeyError`. The key file is
+    handled by :mod:`privproc.tlog.keys`, like the log's key.
     """
     try:
         check_key_name(name)
@@ -127,20 +103,18 @@ def load_or_create_witness_key(
         raise WitnessKeyError(f"cannot create the state directory {state_dir}: {exc}") from None
     if not state_dir.is_dir():
         raise WitnessKeyError(f"{state_dir} is not a directory")
-    path = state_dir / KEY_FILE
     try:
-        if not path.exists():
-            seed = rand(32)
-            if len(seed) != 32:
-                raise WitnessKeyError(f"seed source returned {len(seed)} bytes, expected 32")
-            skey, _ = generate_cosigner(name, seed)
-            if write_new_file(path, skey.encode("ascii") + b"\n", 0o600):
-                log.info("created a new witness key for %s", name)
-        signer = _read_key(path, name)
-        replace_file(state_dir / VKEY_FILE, signer.verifier_key.encode("ascii") + b"\n", 0o644)
+        return keys.load_or_create_cosigner(state_dir / KEY_FILE, name, rand,
+                                            vkey=state_dir / VKEY_FILE, what="witness key")
+    except keys.KeyNameError as exc:
+        raise WitnessKeyError(
+            f"{exc.path} holds the key of witness {exc.found!r}, expected {exc.expected!r}: "
+            f"pass --name {exc.found} or use another state directory"
+        ) from None
+    except keys.KeyFileError as exc:
+        raise WitnessKeyError(str(exc)) from None
     except OSError as exc:
         raise WitnessKeyError(f"cannot write the witness key in {state_dir}: {exc}") from None
-    return signer
 
 
 # --------------------------------------------------------------------------- service

@@ -67,8 +67,14 @@ def _json(payload: dict[str, Any]) -> bytes:
 
 def _parse_json(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InnerFormatError(f"{what} payload is not UTF-8 JSON") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise InnerFormatError(f"{what} payload nests too deep") from None
+    except ValueError:
         raise InnerFormatError(f"{what} payload is not UTF-8 JSON") from None
     if not isinstance(value, dict):
         raise InnerFormatError(f"{what} payload must be a JSON object")
