@@ -1,8 +1,8 @@
 """Inference benchmark: the summarize task on a 20-message chat with the embedded model.
 
 Prints seconds per summary, prompt and generation speed (tokens/s) and summaries per
-minute for the default model (SmolLM2-135M-Instruct through llama.cpp, one thread per
-core), next to the model-free extractive summarizer. Run with ``make bench`` or
+minute for the default model (``privproc.inference.models.DEFAULT_MODEL``, llama.cpp,
+one thread per core), next to the model-free extractive summarizer. Run with ``make bench`` or
 ``.venv/bin/python bench/inference.py``; ``--quick`` runs fewer summaries; ``--model``
 takes any GGUF file.
 """
@@ -53,7 +53,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 timed summaries instead of 5")
     parser.add_argument("--runs", type=int, default=None, help="timed summaries per backend")
-    parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: SmolLM2)")
+    parser.add_argument("--model", type=Path, default=None, help="GGUF file (default model)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
     parser.add_argument("--bullets", type=int, default=5, help="max bullets per summary")
     args = parser.parse_args()

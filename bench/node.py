@@ -57,7 +57,8 @@ def main() -> None:
     print("|---|---:|")
     print(f"| node open (HPKE decapsulate + decode) | {open_us:,.0f} µs |")
     print(f"| node seal (encode + response encapsulation) | {seal_us:,.0f} µs |")
-    print(f"| model: summarize with SmolLM2-135M (llama.cpp, 2 threads) | {model_s:,.2f} s |")
+    print(f"| model: summarize with the default model (llama.cpp, 2 threads) | "
+          f"{model_s:,.2f} s |")
     print(f"| crypto share of the request | {(open_us + seal_us) / 1e6 / model_s:.4%} |")
     print(f"| summaries per minute | {60 / model_s:,.1f} |")
 

@@ -1,250 +1,319 @@
-"""Quality benchmark: ROUGE of the two AI tasks on the evaluation set.
+"""Faithfulness of the two AI tasks on the evaluation set (tests/data), per system.
 
-Reads ``tests/data/eval_chats.json`` (list of ``{"id", "topic", "messages": [{"sender",
-"time", "text"}], "reference_summary": [bullets]}``) and ``tests/data/eval_drafts.json``
-(list of ``{"id", "tone", "draft", "reference"}``).
+Summaries (``tests/data/eval_chats.json``, 32 chats, reader "Sam"), per system:
 
-Summaries: ROUGE-1, ROUGE-2 and ROUGE-L F1 (rouge-score, Porter stemming; ROUGE-L is the
-summary-level ``rougeLsum`` with one bullet per line) against the reference bullets, for
-the embedded llama backend and the extractive backend next to a lead-3 baseline (the
-first three messages), with seconds per summary. Drafts: ROUGE-L F1 of the llama
-backend's first ``write`` suggestion against the reference, per tone, next to the
-unchanged draft as a baseline.
+- **recall**: the share of annotated must-mention facts the summary states (any of each
+  fact's surface forms, matched as README "Matching" says);
+- **invented**: facts in the summary (numbers, times, dates, amounts, names, emoji) that
+  no message of the chat contains (``privproc.inference.facts.unsupported``), in total;
+- **stale**: superseded values stated without their correction (``must_not``);
+- **misattributed**: must-not claims credited to the wrong person;
+- **attribution**: of the bullets that name a person, the share whose person sent the
+  message the bullet is closest to;
+- **s p50 / s (40 msgs)**: seconds per summary, the median over all chats and the
+  median over the 40-message chats, on this machine.
 
-``.venv/bin/python bench/quality.py [--quick]``; ``--quick`` uses the first 5 chats and
-the first 10 drafts.
+Systems: ``today-extractive`` and ``today-model`` are what the node did before the
+faithful pipeline (the extractive summarizer's "Sender: text" bullets; the model
+prompted with the whole chat); ``pipeline`` is the faithful pipeline with written
+bullets; ``pipeline+model`` lets the model rephrase each bullet, checked.
+
+Rewrites (``tests/data/eval_drafts.json``, 30 drafts): **protected** (the share of
+protected items kept), **invented** (facts not in the draft, as written or spelled
+right), **fallback** (the share
+answered with the corrected draft), **s p50**; ``today`` is the raw model rewrite.
+
+``.venv/bin/python bench/quality.py [--quick] [--no-model] [--model NAME_OR_GGUF ...]``:
+``--quick`` uses 8 chats and 10 drafts; ``--no-model`` skips the model systems;
+``--model`` adds models (a GGUF path, or a name from ``privproc.inference.models`` once
+installed) next to the default; ``--rewrites-only`` skips the model summary systems.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rouge_score import rouge_scorer  # type: ignore[import-untyped]
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from privproc.inference import (
-    PROMPTS_VERSION,
-    TONES,
-    ChatLine,
-    ExtractiveBackend,
-    InferenceError,
-    LlamaBackend,
-    summarize,
-    write,
+from tests.data.matching import mentions, sentences, states_superseded  # noqa: E402
+
+from privproc.inference import ChatLine, LlamaBackend  # noqa: E402
+from privproc.inference.backend import ChatBackend  # noqa: E402
+from privproc.inference.chat import name_forms  # noqa: E402
+from privproc.inference.extractive import extract  # noqa: E402
+from privproc.inference.facts import unsupported  # noqa: E402
+from privproc.inference.rewrite import light_correction  # noqa: E402
+from privproc.inference.tasks import (  # noqa: E402
+    parse_bullets,
+    parse_rewrite,
+    summarize_cited,
+    summary_messages,
+    summary_params,
+    write_checked,
+    write_messages,
+    write_params,
 )
 
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
-CHATS = DATA / "eval_chats.json"
-DRAFTS = DATA / "eval_drafts.json"
-METRICS = ("rouge1", "rouge2", "rougeLsum")
+DATA = ROOT / "tests" / "data"
+Summarizer = Callable[[list[ChatLine], str], list[str]]
 
 
-class DataError(Exception):
-    pass
+@dataclass
+class SummaryScores:
+    facts: int = 0
+    matched: int = 0
+    invented: int = 0
+    stale: int = 0
+    misattributed: int = 0
+    named: int = 0
+    attributed_right: int = 0
+    seconds: list[float] = field(default_factory=list)
+    seconds_40: list[float] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Chat:
-    id: str
-    lines: list[ChatLine]
-    reference: list[str]
-    reader: str | None
+def _content(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9£$€:]{3,}", text.lower())
+            if w not in {"the", "and", "you", "for", "with", "that", "this", "are", "was"}}
 
 
-@dataclass(frozen=True)
-class Draft:
-    id: str
-    tone: str
-    draft: str
-    reference: str
+def _first_sender(bullet: str, senders: Sequence[str]) -> str | None:
+    best: tuple[int, str] | None = None
+    lowered = bullet.lower()
+    for sender in senders:
+        for form in name_forms(sender):
+            m = re.search(rf"(?<!\w){re.escape(form)}(?!\w)", lowered)
+            if m and (best is None or m.start() < best[0]):
+                best = (m.start(), sender)
+    return best[1] if best else None
 
 
-def _load(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise DataError(
-            f"evaluation data missing: {path} does not exist (the evaluation set lives in "
-            "tests/data/eval_chats.json and tests/data/eval_drafts.json)"
-        )
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not readable JSON: {exc}") from None
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise DataError(f"{path} must hold a JSON list of objects")
-    return value
+def attribution(bullet: str, chat: dict[str, Any]) -> bool | None:
+    """Whether the person a bullet names first sent the message closest to it (None:
+    the bullet names nobody)."""
+    messages = chat["messages"]
+    senders = sorted({m["sender"] for m in messages})
+    named = _first_sender(bullet, senders)
+    if named is None:
+        return None
+    words = _content(bullet) - {w for s in senders for w in name_forms(s)}
+    scores = [len(words & _content(m["text"])) for m in messages]
+    top = max(scores) if scores else 0
+    if top == 0:
+        return None
+    return any(messages[i]["sender"] == named for i, s in enumerate(scores) if s == top)
 
 
-def load_chats(path: Path) -> list[Chat]:
-    chats = []
-    for i, item in enumerate(_load(path)):
+def clauses(summary: str) -> list[str]:
+    """Sentences, and the clauses a bullet joins with ";" (each may have its speaker)."""
+    return [c for s in sentences(summary) for c in re.split(r";\s+", s) if c.strip()]
+
+
+def misattributed(item: dict[str, Any], summary: str) -> bool:
+    claim = _content(item["claim"])
+    for sentence in clauses(summary):
+        if _first_sender(sentence, [item["speaker"]]) and claim and (
+                len(claim & _content(sentence)) / len(claim) >= 0.6):
+            return True
+    return False
+
+
+def score_summary(chat: dict[str, Any], bullets: list[str], scores: SummaryScores) -> None:
+    summary = "\n".join(bullets)
+    for fact in chat["must_mention"]:
+        scores.facts += 1
+        scores.matched += any(mentions(form, summary) for form in fact["any_of"])
+    texts = [m["text"] for m in chat["messages"]]
+    names = [m["sender"] for m in chat["messages"]] + [chat["reader"]]
+    scores.invented += len(unsupported(summary, texts, allowed_names=names))
+    for item in chat["must_not"]:
+        if item["kind"] == "superseded":
+            scores.stale += states_superseded(item, summary)
+        else:
+            scores.misattributed += misattributed(item, summary)
+    for bullet in bullets:
+        right = attribution(bullet, chat)
+        if right is not None:
+            scores.named += 1
+            scores.attributed_right += right
+
+
+def lines_of(chat: dict[str, Any]) -> list[ChatLine]:
+    return [ChatLine(m["sender"], m["time"], m["text"]) for m in chat["messages"]]
+
+
+def run_summaries(name: str, summarize: Summarizer, chats: list[dict[str, Any]]
+                  ) -> SummaryScores:
+    scores = SummaryScores()
+    for chat in chats:
+        started = time.perf_counter()
         try:
-            lines = [ChatLine(m["sender"], m.get("time", ""), m["text"]) for m in item["messages"]]
-            reference = [str(b) for b in item["reference_summary"]]
-        except (KeyError, TypeError, InferenceError) as exc:
-            raise DataError(f"{path.name} item {i}: bad or missing field ({exc})") from None
-        if not lines or not reference:
-            raise DataError(f"{path.name} item {i}: empty messages or reference_summary")
-        reader = item.get("reader")
-        chats.append(
-            Chat(
-                str(item.get("id", i)),
-                lines,
-                reference,
-                reader if isinstance(reader, str) else None,
-            )
-        )
-    return chats
+            bullets = summarize(lines_of(chat), chat["reader"])
+        except Exception as exc:  # noqa: BLE001 - a failed summary scores as empty
+            print(f"  {name} {chat['id']}: {type(exc).__name__}", file=sys.stderr)
+            bullets = []
+        elapsed = time.perf_counter() - started
+        scores.seconds.append(elapsed)
+        if len(chat["messages"]) >= 40:
+            scores.seconds_40.append(elapsed)
+        score_summary(chat, bullets, scores)
+        if len(scores.examples) < 2:
+            scores.examples.append(f"{chat['id']}: " + " | ".join(bullets))
+    return scores
 
 
-def load_drafts(path: Path) -> list[Draft]:
-    drafts = []
-    for i, item in enumerate(_load(path)):
-        try:
-            draft = Draft(str(item.get("id", i)), item["tone"], item["draft"], item["reference"])
-        except KeyError as exc:
-            raise DataError(f"{path.name} item {i}: missing field {exc}") from None
-        if draft.tone not in TONES:
-            raise DataError(f"{path.name} item {i}: tone {draft.tone!r} is not one of {TONES}")
-        drafts.append(draft)
-    return drafts
+def today_model(backend: ChatBackend) -> Summarizer:
+    def summarize(lines: list[ChatLine], reader: str) -> list[str]:
+        output = backend.complete(summary_messages(lines, 5, reader), summary_params(5))
+        return parse_bullets(output, 5)
+
+    return summarize
 
 
-def lead3(chat: Chat) -> list[str]:
-    return [f"{line.sender}: {line.text}" for line in chat.lines if line.text.strip()][:3]
+def pipeline(backend: Any, phrasing: bool) -> Summarizer:
+    def summarize(lines: list[ChatLine], reader: str) -> list[str]:
+        return [b.text for b in summarize_cited(backend, lines, 5, reader=reader,
+                                                phrasing=phrasing)]
+
+    return summarize
 
 
-def table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+@dataclass
+class RewriteScores:
+    items: int = 0
+    kept: int = 0
+    invented: int = 0
+    fallbacks: int = 0
+    drafts: int = 0
+    seconds: list[float] = field(default_factory=list)
 
 
-def eval_summaries(chats: list[Chat], llama: LlamaBackend | None, bullets: int) -> None:
-    scorer = rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True)
-    extractive = ExtractiveBackend()
-    systems: list[tuple[str, Callable[[Chat], list[str]]]] = [("lead-3", lead3)]
-    systems.append(
-        (extractive.name, lambda c: summarize(extractive, c.lines, bullets, reader=c.reader))
-    )
-    if llama is not None:
-        systems.append((llama.name, lambda c: summarize(llama, c.lines, bullets, reader=c.reader)))
-    rows = [("summaries", "ROUGE-1", "ROUGE-2", "ROUGE-L", "s/summary", "failed")]
-    for name, system in systems:
-        scores: dict[str, list[float]] = defaultdict(list)
-        seconds: list[float] = []
-        failed = 0
-        for chat in chats:
-            started = time.perf_counter()
-            try:
-                output = system(chat)
-            except InferenceError:
-                output, failed = [], failed + 1
-            seconds.append(time.perf_counter() - started)
-            result = scorer.score("\n".join(chat.reference), "\n".join(output))
-            for metric in METRICS:
-                scores[metric].append(result[metric].fmeasure)
-        rows.append(
-            (
-                name,
-                *(f"{statistics.mean(scores[m]):.3f}" for m in METRICS),
-                f"{statistics.mean(seconds):.3f}",
-                str(failed),
-            )
-        )
-    print(f"summaries: {len(chats)} chats, max {bullets} bullets, prompts v{PROMPTS_VERSION}")
-    table(rows)
-
-
-def eval_drafts(drafts: list[Draft], llama: LlamaBackend) -> None:
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    by_tone: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    failed: dict[str, int] = defaultdict(int)
+def run_rewrites(write: Callable[[str, str], tuple[str, bool]], drafts: list[dict[str, Any]]
+                 ) -> RewriteScores:
+    scores = RewriteScores()
     for draft in drafts:
         started = time.perf_counter()
         try:
-            output = write(llama, draft.draft, draft.tone)[0]
-        except InferenceError:
-            output = ""
-            failed[draft.tone] += 1
-        by_tone[draft.tone]["seconds"].append(time.perf_counter() - started)
-        by_tone[draft.tone]["model"].append(
-            scorer.score(draft.reference, output)["rougeL"].fmeasure
-        )
-        by_tone[draft.tone]["draft"].append(
-            scorer.score(draft.reference, draft.draft)["rougeL"].fmeasure
-        )
-    rows = [("write (llama)", "n", "ROUGE-L", "unchanged draft", "s/rewrite", "failed")]
-    for tone in [t for t in TONES if t in by_tone]:
-        s = by_tone[tone]
-        rows.append(
-            (
-                tone,
-                str(len(s["model"])),
-                f"{statistics.mean(s['model']):.3f}",
-                f"{statistics.mean(s['draft']):.3f}",
-                f"{statistics.mean(s['seconds']):.2f}",
-                str(failed[tone]),
-            )
-        )
-    everything = [by_tone[t] for t in by_tone]
-    rows.append(
-        (
-            "all",
-            str(len(drafts)),
-            f"{statistics.mean(x for s in everything for x in s['model']):.3f}",
-            f"{statistics.mean(x for s in everything for x in s['draft']):.3f}",
-            f"{statistics.mean(x for s in everything for x in s['seconds']):.2f}",
-            str(sum(failed.values())),
-        )
-    )
-    print(f"\ndrafts: {len(drafts)} drafts, model {llama.model_path.name}")
-    table(rows)
+            text, fallback = write(draft["draft"], draft["tone"])
+        except Exception as exc:  # noqa: BLE001
+            print(f"  rewrite {draft['id']}: {type(exc).__name__}", file=sys.stderr)
+            text, fallback = "", False
+        scores.seconds.append(time.perf_counter() - started)
+        scores.drafts += 1
+        scores.fallbacks += fallback
+        for item in draft["protected"]["items"]:
+            scores.items += 1
+            scores.kept += any(mentions(form, text) for form in item["any_of"])
+        # the draft as written or spelled right ("tomorrow" for "tommorow" is not new)
+        sources = [draft["draft"], light_correction(draft["draft"])]
+        scores.invented += len(unsupported(text, sources)) if text else 0
+    return scores
 
 
-def main() -> int:
+def today_write(backend: ChatBackend) -> Callable[[str, str], tuple[str, bool]]:
+    def write(draft: str, tone: str) -> tuple[str, bool]:
+        output = backend.complete(write_messages(draft, tone), write_params(draft))
+        return parse_rewrite(output) or "", False
+
+    return write
+
+
+def checked_write(backend: ChatBackend) -> Callable[[str, str], tuple[str, bool]]:
+    def write(draft: str, tone: str) -> tuple[str, bool]:
+        rewrite = write_checked(backend, draft, tone)
+        return rewrite.text, "fallback" in rewrite.flags
+
+    return write
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}" if values else "-"
+
+
+def load_backend(spec: str | None) -> tuple[str, ChatBackend]:
+    if spec is None:
+        from privproc.inference.models import DEFAULT_MODEL
+
+        return DEFAULT_MODEL, LlamaBackend()
+    path = Path(spec)
+    if not path.exists():
+        from privproc.inference.models import model_path
+
+        path = model_path(spec)
+    return spec, LlamaBackend(path)
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="first 5 chats and 10 drafts")
-    parser.add_argument("--bullets", type=int, default=5, help="max bullets per summary")
-    parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: SmolLM2)")
-    parser.add_argument("--no-llama", action="store_true", help="skip the embedded model")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-model", action="store_true",
+                        help="measure only the systems without a model (seconds)")
+    parser.add_argument("--rewrites-only", action="store_true",
+                        help="with a model, measure only rewrites (summaries do not use it)")
+    parser.add_argument("--model", action="append", default=[],
+                        help="another model to measure (GGUF path or registered name)")
     args = parser.parse_args()
-    try:
-        chats = load_chats(CHATS)
-        drafts = load_drafts(DRAFTS)
-    except DataError as exc:
-        print(f"bench/quality.py: {exc}", file=sys.stderr)
-        return 1
+    chats = json.loads((DATA / "eval_chats.json").read_text())
+    drafts = json.loads((DATA / "eval_drafts.json").read_text())
     if args.quick:
-        chats, drafts = chats[:5], drafts[:10]
-    llama = None
-    if not args.no_llama:
+        chats, drafts = chats[:8], drafts[:10]
+    rows: list[tuple[str, SummaryScores]] = []
+    rewrite_rows: list[tuple[str, RewriteScores]] = []
+    from privproc.inference import ExtractiveBackend
+
+    rows.append(("today-extractive", run_summaries(
+        "today-extractive", lambda lines, reader: extract(lines, 5, reader), chats)))
+    rows.append(("pipeline (no model)", run_summaries(
+        "pipeline", pipeline(ExtractiveBackend(), False), chats)))
+    for spec in [] if args.no_model else [None, *args.model]:
+        label, backend = load_backend(spec)
         try:
-            llama = LlamaBackend(args.model)
-        except InferenceError as exc:
-            print(f"bench/quality.py: cannot load the embedded model: {exc}", file=sys.stderr)
-            return 1
-    try:
-        eval_summaries(chats, llama, args.bullets)
-        if llama is not None and drafts:
-            eval_drafts(drafts, llama)
-    finally:
-        if llama is not None:
-            llama.close()
-    return 0
+            print(f"measuring {label} ...", file=sys.stderr, flush=True)
+            if not args.rewrites_only:
+                rows.append((f"today-model ({label})", run_summaries(
+                    label, today_model(backend), chats)))
+                rows.append((f"pipeline+model ({label})", run_summaries(
+                    label, pipeline(backend, True), chats)))
+            rewrite_rows.append((f"today ({label})", run_rewrites(today_write(backend), drafts)))
+            rewrite_rows.append((f"checked ({label})", run_rewrites(checked_write(backend),
+                                                                    drafts)))
+        finally:
+            backend.close()
+    rewrite_rows.append(("no model (corrected draft)", run_rewrites(
+        checked_write(ExtractiveBackend()), drafts)))  # type: ignore[arg-type]
+
+    print(f"\nSummaries: {len(chats)} chats, {sum(len(c['must_mention']) for c in chats)} "
+          "must-mention facts")
+    print("| system | recall | invented | stale | misattributed | attribution | s p50 | "
+          "s (40 msgs) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, s in rows:
+        attribution_rate = s.attributed_right / s.named if s.named else 0.0
+        print(f"| {name} | {s.matched / s.facts:.2f} | {s.invented} | {s.stale} | "
+              f"{s.misattributed} | {100 * attribution_rate:.0f} % ({s.named}) | "
+              f"{_median(s.seconds)} | {_median(s.seconds_40)} |")
+    print(f"\nRewrites: {len(drafts)} drafts, "
+          f"{sum(len(d['protected']['items']) for d in drafts)} protected items")
+    print("| system | protected | invented | fallback | s p50 |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in rewrite_rows:
+        print(f"| {name} | {100 * r.kept / r.items:.0f} % | {r.invented} | "
+              f"{100 * r.fallbacks / r.drafts:.0f} % | {_median(r.seconds)} |")
+    print("\nExamples:")
+    for name, s in rows:
+        for example in s.examples[:1]:
+            print(f"  {name}: {example[:300]}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from privproc.budget import GATEWAY_TIMEOUT, RELAY_TIMEOUT
 from privproc.service import Listen
 from privproc.wire import note
 
@@ -227,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the transparency log to proxy at /log/ (checkpoint and tiles "
                             "only), so clients reach it without revealing themselves")
     relay.add_argument("--max-body", type=_positive_int, default=1 << 20, metavar="BYTES")
-    relay.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    relay.add_argument("--timeout", type=float, default=RELAY_TIMEOUT, metavar="SECONDS",
+                       help="seconds to wait for the gateway, then 504 'gateway timed out' "
+                            f"(default {RELAY_TIMEOUT:.0f}: the gateway's plus a margin)")
     relay.set_defaults(func=_cmd_relay)
 
     gateway = service("gateway", "Run the OHTTP gateway, or rotate its keys.")
@@ -237,8 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--max-body", type=_positive_int, default=1 << 20, metavar="BYTES")
     gateway.add_argument("--replay-window", type=float, default=60.0, metavar="SECONDS",
                          help="accepted clock difference of the inner Date (default 60)")
-    gateway.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                         help="upstream timeout")
+    gateway.add_argument("--timeout", type=float, default=GATEWAY_TIMEOUT, metavar="SECONDS",
+                         help="seconds to wait for the origin or a node, then a sealed 504 "
+                              f"naming it (default {GATEWAY_TIMEOUT:.0f}: the node deadline "
+                              "plus a margin)")
     gateway.add_argument("--issuer-keys", type=Path, metavar="DIR",
                          help="require Privacy Pass tokens from the issuer whose key "
                               "directory this is (type 0x0001 needs its secret)")

@@ -20,6 +20,8 @@ from privproc.inference.tasks import (
     check_chat,
 )
 
+from .matching import mentions, normalise, states_superseded
+
 DATA = Path(__file__).resolve().parent
 READER = "Sam"
 
@@ -37,6 +39,54 @@ DRAFTS = _load("eval_drafts.json")
 
 def _words(text: str) -> int:
     return len(text.split())
+
+
+def test_normalise() -> None:
+    assert normalise("9am") == normalise("9:00") == normalise("09:00") == "9:00"
+    assert normalise("7.30pm") == normalise("19:30") == "7:30"
+    assert normalise("£45.00") == "£45"
+    assert normalise("£2,400") == "£2400"
+    assert normalise("Saturday 21st November") == normalise("Sat 21 Nov") == "sat 21 nov"
+    assert normalise("Sunday at 3") == "sun at 3:00"
+    assert normalise("three weeks") == "3 weeks"
+    assert normalise("Fox & Hound") == "fox and hound"
+    assert normalise("Oak Street") == normalise("Oak St") == "oak st"
+    assert normalise("below 30mph") == "below 30 mph"
+    assert mentions("3pm", "Sunday at 3 everyone")
+    assert mentions("£45", "a £45.00 deposit") and mentions("45", "a £45 deposit")
+    assert not mentions("£2", "£20 each") and not mentions("3:00", "at 13:00")
+    assert not mentions("Sat", "a satellite")
+    assert states_superseded({"any_of": ["12:40"]}, "Train at 12:40.")
+    item = {"any_of": ["Thursday"], "current": ["Tuesday"]}
+    assert not states_superseded(item, "Moved from Thursday to Tuesday.")
+    assert not states_superseded(item, 'Drop the "this Thursday" wording.')
+    assert not states_superseded(item, "Drop the 'this Thursday' wording from Sam's notes.")
+    assert states_superseded(item, "Sam's notes say it's Thursday's release.")
+    assert states_superseded(item, "Release is Thursday. Standup is on Tuesday.")
+
+
+@pytest.mark.parametrize("text", [m["text"] for c in CHATS for m in c["messages"]])
+def test_normalise_is_idempotent(text: str) -> None:
+    assert normalise(normalise(text)) == normalise(text)
+
+
+def _line(message: dict[str, str]) -> str:
+    """A message as the chat line a reader sees: ``Sender: text``."""
+    return f"{message['sender']}: {message['text']}"
+
+
+def _forms(value: Any) -> list[str]:
+    assert isinstance(value, list) and value
+    assert all(isinstance(f, str) and f.strip() == f != "" for f in value)
+    assert len(set(value)) == len(value)
+    return value
+
+
+def _indices(value: Any, size: int) -> list[int]:
+    assert isinstance(value, list) and value
+    assert all(type(i) is int and 0 <= i < size for i in value), value
+    assert value == sorted(set(value)), value
+    return value
 
 
 # ---- chats ------------------------------------------------------------------------
@@ -57,7 +107,16 @@ def test_topics_are_distinct() -> None:
 
 @pytest.mark.parametrize("chat", CHATS, ids=lambda c: c["id"])
 def test_chat_schema(chat: dict[str, Any]) -> None:
-    assert set(chat) == {"id", "topic", "reader", "messages", "reference_summary"}
+    assert set(chat) == {
+        "id",
+        "topic",
+        "reader",
+        "messages",
+        "reference_summary",
+        "must_mention",
+        "must_not",
+        "bullets",
+    }
     assert chat["reader"] == READER
     messages = chat["messages"]
     assert 3 <= len(messages) <= 40
@@ -96,6 +155,91 @@ def test_reference_summary(chat: dict[str, Any]) -> None:
 def test_chat_fits_the_summarize_limits(chat: dict[str, Any]) -> None:
     lines = chat_lines_from_json(chat["messages"])
     check_chat(lines, 5, DEFAULT_LIMITS)
+
+
+@pytest.mark.parametrize("chat", CHATS, ids=lambda c: c["id"])
+def test_must_mention(chat: dict[str, Any]) -> None:
+    messages = chat["messages"]
+    facts = chat["must_mention"]
+    assert isinstance(facts, list)
+    assert 3 <= len(facts) <= 7
+    for fact in facts:
+        assert set(fact) == {"fact", "any_of", "source"}
+        assert isinstance(fact["fact"], str) and fact["fact"].strip()
+        source = _indices(fact["source"], len(messages))
+        for form in _forms(fact["any_of"]):
+            # a surface form that the chat itself uses, in one of the cited messages
+            assert any(mentions(form, _line(messages[i])) for i in source), (fact, form)
+    assert len({f["fact"] for f in facts}) == len(facts)
+    # what is asked of the reader is always among the facts
+    asks = {i for i, m in enumerate(messages) if READER in m["text"]}
+    if asks:
+        assert any(asks & set(f["source"]) for f in facts)
+
+
+@pytest.mark.parametrize("chat", CHATS, ids=lambda c: c["id"])
+def test_must_not(chat: dict[str, Any]) -> None:
+    messages = chat["messages"]
+    senders = {m["sender"] for m in messages}
+    items = chat["must_not"]
+    assert isinstance(items, list)
+    assert 1 <= len(items) <= 4
+    stated = {normalise(f) for fact in chat["must_mention"] for f in fact["any_of"]}
+    for item in items:
+        assert isinstance(item["text"], str) and item["text"].strip()
+        source = _indices(item["source"], len(messages))
+        cited = "\n".join(_line(messages[i]) for i in source)
+        if item["kind"] == "superseded":
+            assert set(item) == {"text", "kind", "any_of", "current", "source"}
+            for form in _forms(item["any_of"]):
+                assert mentions(form, cited), (item, form)  # the stale value is in the chat
+                assert normalise(form) not in stated  # and is not a fact to mention
+            for form in _forms(item["current"]):
+                assert mentions(form, cited), (item, form)
+        else:
+            assert item["kind"] == "misattribution"
+            assert set(item) == {"text", "kind", "speaker", "claim", "actual_speaker", "source"}
+            assert isinstance(item["claim"], str) and item["claim"].strip()
+            assert item["speaker"] in senders
+            assert item["actual_speaker"] in senders
+            assert item["speaker"] != item["actual_speaker"]
+            # the right person wrote, or is named in, a cited message
+            assert any(
+                messages[i]["sender"] == item["actual_speaker"]
+                or item["actual_speaker"] in messages[i]["text"]
+                for i in source
+            ), item
+
+
+@pytest.mark.parametrize("chat", CHATS, ids=lambda c: c["id"])
+def test_bullets(chat: dict[str, Any]) -> None:
+    messages = chat["messages"]
+    bullets = chat["bullets"]
+    assert isinstance(bullets, list)
+    assert len(bullets) == len(chat["reference_summary"])
+    for bullet, text in zip(bullets, chat["reference_summary"], strict=True):
+        assert set(bullet) == {"speakers", "source", "addressed_to_reader"}
+        source = _indices(bullet["source"], len(messages))
+        speakers = bullet["speakers"]
+        assert isinstance(speakers, list) and len(set(speakers)) == len(speakers)
+        # the people whose cited messages the bullet states, in order of first message
+        assert speakers == list(dict.fromkeys(messages[i]["sender"] for i in source))
+        assert isinstance(bullet["addressed_to_reader"], bool)
+        # a bullet addressed to the reader names them, and only those do
+        assert bullet["addressed_to_reader"] == (READER in text), text
+    if any(READER in m["text"] for m in messages):
+        assert any(b["addressed_to_reader"] for b in bullets)
+
+
+@pytest.mark.parametrize("chat", CHATS, ids=lambda c: c["id"])
+def test_reference_summary_is_faithful(chat: dict[str, Any]) -> None:
+    # the annotations agree with the human reference: it states every fact, no stale value
+    summary = "\n".join(chat["reference_summary"])
+    for fact in chat["must_mention"]:
+        assert any(mentions(f, summary) for f in fact["any_of"]), fact
+    for item in chat["must_not"]:
+        if item["kind"] == "superseded":
+            assert not states_superseded(item, summary), item
 
 
 def test_chat_sizes_are_spread() -> None:
@@ -143,7 +287,7 @@ def test_first_ten_drafts_cover_every_tone() -> None:
 
 @pytest.mark.parametrize("draft", DRAFTS, ids=lambda d: d["id"])
 def test_draft_schema(draft: dict[str, Any]) -> None:
-    assert set(draft) == {"id", "tone", "draft", "reference"}
+    assert set(draft) == {"id", "tone", "draft", "reference", "protected"}
     assert draft["tone"] in TONES
     for key in ("draft", "reference"):
         text = draft[key]
@@ -151,6 +295,28 @@ def test_draft_schema(draft: dict[str, Any]) -> None:
         assert text.strip() == text != ""
         assert len(text) <= DEFAULT_LIMITS.max_draft_chars
     assert draft["reference"] != draft["draft"]
+
+
+@pytest.mark.parametrize("draft", DRAFTS, ids=lambda d: d["id"])
+def test_draft_protected(draft: dict[str, Any]) -> None:
+    protected = draft["protected"]
+    assert set(protected) == {"items", "intent"}
+    intent = protected["intent"]
+    assert isinstance(intent, str) and intent.strip() == intent != ""
+    assert _words(intent) <= 25
+    items = protected["items"]
+    assert isinstance(items, list) and items
+    for item in items:
+        assert set(item) == {"text", "any_of"}
+        assert isinstance(item["text"], str) and item["text"].strip()
+        # the item is in the draft as written (misspelt, for some proofread drafts)
+        assert mentions(item["text"], draft["draft"]), item
+        forms = _forms(item["any_of"])
+        if draft["tone"] != "proofread":
+            assert any(mentions(f, draft["draft"]) for f in forms), item
+        # and the reference rewrite keeps it
+        assert any(mentions(f, draft["reference"]) for f in forms), item
+    assert len({i["text"] for i in items}) == len(items)
 
 
 # ---- WhatsApp export samples ------------------------------------------------------
@@ -166,6 +332,11 @@ def test_sample_exports_parse(name: str, minimum: int) -> None:
     assert len({m.sender for m in messages}) >= 2
     assert any("\n" in m.text for m in messages)  # a multi-line message
     assert all(a.time <= b.time for a, b in pairwise(messages))
-    # system lines (group created, members added, encryption notice) are not messages
-    assert not any("created group" in m.text or "end-to-end" in m.text for m in messages)
+    # system lines (group created, members added, encryption notice) are not messages:
+    # the parser drops them, or keeps them typed as another kind than "message"
+    assert not any(
+        ("created group" in m.text or "end-to-end" in m.text)
+        and getattr(m, "kind", "message") == "message"
+        for m in messages
+    )
     assert any("omitted" in m.text for m in messages)

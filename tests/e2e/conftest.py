@@ -47,9 +47,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
 
 
-def up_system(tmp_path_factory: pytest.TempPathFactory, nodes: int) -> Iterator[System]:
-    """The whole system (``privproc up``, echo nodes) for one test module."""
-    system = start(tmp_path_factory.mktemp("up"), nodes=nodes, backend="echo")
+def up_system(tmp_path_factory: pytest.TempPathFactory, nodes: int,
+              backend: str = "echo") -> Iterator[System]:
+    """The whole system (``privproc up``, echo nodes by default) for one test module."""
+    system = start(tmp_path_factory.mktemp("up"), nodes=nodes, backend=backend)
     try:
         yield system
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from privproc.inference import (
     OpenAICompatBackend,
 )
 from privproc.inference.llama import default_model_path
+from privproc.inference.models import SMALL_MODEL, model_path
 
 from .fake_openai import FakeOpenAIServer, running_server
 
@@ -28,19 +30,26 @@ SHORT_CHAT = [
 
 
 def require_model() -> None:
-    """Skip (or, under CI, fail) when the packaged SmolLM2 GGUF is not installed."""
+    """Skip (or, under CI, fail) when the default or the small model is not installed."""
     try:
         default_model_path()
+        model_path(SMALL_MODEL)
     except BackendUnavailableError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"the embedded-model tests are required in CI: {exc}")
-        pytest.skip(f"embedded llama tests need the SmolLM2 GGUF: {exc}")
+        pytest.skip(f"embedded llama tests need the installed models (make install): {exc}")
+
+
+def small_model() -> Path:
+    """The small, fast model (SmolLM2-135M) the backend's mechanics are tested on: what
+    is tested is llama.cpp's plumbing, not the wording."""
+    require_model()
+    return model_path(SMALL_MODEL)
 
 
 @pytest.fixture(scope="session")
 def llama() -> Iterator[LlamaBackend]:
-    require_model()
-    backend = LlamaBackend()
+    backend = LlamaBackend(small_model())
     yield backend
     backend.close()
 

@@ -21,7 +21,7 @@ from privproc.inference import (
 )
 from privproc.inference.backend import ChatBackend, ChatSummarizer
 
-from .conftest import SHORT_CHAT, require_model
+from .conftest import SHORT_CHAT, require_model, small_model
 from .fake_openai import FakeOpenAIServer
 
 HELLO = [
@@ -98,7 +98,7 @@ def test_bad_message_lists_are_rejected(
 def test_closed_backend_is_unavailable(fake_server: FakeOpenAIServer) -> None:
     require_model()
     backends: list[ChatBackend] = [OpenAICompatBackend(fake_server.url, "echo")]
-    backends.append(LlamaBackend(n_ctx=256))
+    backends.append(LlamaBackend(small_model(), n_ctx=256))
     for backend in backends:
         backend.close()
         backend.close()  # idempotent
@@ -133,6 +133,11 @@ def test_write_gives_suggestions(chat_backend: ChatBackend) -> None:
     assert suggestions[0].strip()
 
 
-def test_extractive_backend_cannot_write() -> None:
+def test_extractive_backend_cannot_write_so_the_draft_is_kept_flagged() -> None:
+    from privproc.inference.tasks import write_checked
+
     with pytest.raises(UnsupportedTaskError, match="only summarizes"):
-        write(ExtractiveBackend(), "a draft", "funny")
+        ExtractiveBackend().complete([], None)  # type: ignore[arg-type]
+    kept = write_checked(ExtractiveBackend(), "can u send it tmrw pls", "funny")
+    assert kept.flags == ("fallback",)
+    assert kept.text == "Can you send it tomorrow please."

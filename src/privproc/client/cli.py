@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_CONFIG = Path("client.toml")
@@ -24,12 +28,16 @@ def _client(config: Path) -> object:
     return client
 
 
-def _finish(result: object, receipt_out: Path | None) -> int:
+def _finish(result: object, receipt_out: Path | None, *, quiet: bool = False) -> int:
     from .sdk import Result
 
     assert isinstance(result, Result)
-    for line in result.output:
-        print(line if line.startswith("-") else f"- {line}")
+    if not quiet:
+        for line in result.output:
+            print(line if line.startswith("-") else f"- {line}")
+    if "fallback" in result.flags:
+        print("  (the node kept your words: no rewrite passed its fact check)",
+              file=sys.stderr)
     if receipt_out is not None:
         receipt_out.write_text(result.receipt.to_json())
         print(f"receipt: {receipt_out}", file=sys.stderr)
@@ -39,26 +47,63 @@ def _finish(result: object, receipt_out: Path | None) -> int:
 def _summarize(args: argparse.Namespace) -> int:
     from privproc.tlog.client import LogClientError
 
-    from .chat_export import ChatExportError, last_messages, parse_chat_export
+    from .chat_export import ChatExportError, last_messages, messages_only, parse_chat_export
     from .errors import ClientError
     from .sdk import PrivateProcessingClient
 
     try:
-        messages = last_messages(parse_chat_export(args.chat.read_text(errors="replace")),
-                                 args.unread)
+        items = parse_chat_export(args.chat.read_text(errors="replace"))
+        messages = last_messages(messages_only(items), args.unread)
     except (OSError, ChatExportError, ValueError) as exc:
         print(f"privproc summarize: {exc}", file=sys.stderr)
         return 2
-    print(f"summarizing the last {len(messages)} messages privately", file=sys.stderr)
+    skipped = len(items) - len(messages_only(items))
+    print(f"summarizing the last {len(messages)} messages privately"
+          + (f" ({skipped} events and placeholders left out)" if skipped else "")
+          + (f", for {args.me}" if args.me else ""), file=sys.stderr)
     try:
         client = _client(args.config)
         assert isinstance(client, PrivateProcessingClient)
-        result = client.summarize([{"sender": m.sender, "time": m.time.isoformat(),
-                                    "text": m.text} for m in messages], args.bullets)
+        with _waiting("the node"):
+            result = client.summarize([{"sender": m.sender, "time": m.time.isoformat(),
+                                        "text": m.text} for m in messages], args.bullets,
+                                      reader=args.me)
     except (ClientError, LogClientError) as exc:
         print(f"privproc summarize: REFUSED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    if args.cite and result.sources is not None:
+        for line, sources in zip(result.output, result.sources, strict=True):
+            print(f"- {line}")
+            for i in sources:
+                if 0 <= i < len(messages):
+                    m = messages[i]
+                    print(f"    [{m.time:%d %b %H:%M} {m.sender}: {_one_line(m.text)}]")
+        return _finish(result, args.receipt, quiet=True)
     return _finish(result, args.receipt)
+
+
+def _one_line(text: str, limit: int = 70) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
+@contextlib.contextmanager
+def _waiting(what: str, every: float = 5.0) -> Iterator[None]:
+    """Say on stderr, every few seconds, that we are still waiting for ``what``."""
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(every):
+            print(f"  still waiting for {what} ({time.monotonic() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def _write(args: argparse.Namespace) -> int:
@@ -70,7 +115,8 @@ def _write(args: argparse.Namespace) -> int:
     try:
         client = _client(args.config)
         assert isinstance(client, PrivateProcessingClient)
-        result = client.write(args.draft, args.tone)
+        with _waiting("the node"):
+            result = client.write(args.draft, args.tone)
     except (ClientError, LogClientError) as exc:
         print(f"privproc write: REFUSED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -125,6 +171,11 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     summ.add_argument("chat", type=Path, metavar="CHAT.txt")
     summ.add_argument("--unread", type=int, default=50, help="last N messages (default 50)")
     summ.add_argument("--bullets", type=int, default=5)
+    summ.add_argument("--me", metavar="NAME",
+                      help="your name in the chat: requests to you come first, "
+                           "addressed to you")
+    summ.add_argument("--cite", action="store_true",
+                      help="print under each bullet the messages it comes from")
     summ.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="TOML")
     summ.add_argument("--receipt", type=Path, metavar="FILE", help="write the receipt here")
     summ.set_defaults(func=_summarize)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from privproc.wire import hpke, inner, ohttp
@@ -19,7 +20,9 @@ class TaskFailedError(ClientError):
     """The node answered with an error status (its message carries no request data)."""
 
     def __init__(self, status: inner.Status, message: str) -> None:
-        super().__init__(f"node refused the task: {status.name}: {message}")
+        what = ("the node stopped the task at its deadline" if status is inner.Status.DEADLINE
+                else f"node refused the task: {status.name}: {message}")
+        super().__init__(what)
         self.status = status
 
 
@@ -35,7 +38,22 @@ def seal_task(key_config: ohttp.KeyConfig, task: inner.Task, payload: dict[str, 
     return sealed, nonce, ctx
 
 
+@dataclass(frozen=True)
+class NodeOutput:
+    """What the node answered: the result, and for summaries each bullet's source message
+    indices, for rewrites the flags ("fallback": the node kept the draft's words)."""
+
+    result: list[str]
+    sources: list[list[int]] | None = None
+    flags: tuple[str, ...] = ()
+
+
 def open_task(ctx: ohttp.ClientResponseContext, nonce: bytes, body: bytes) -> list[str]:
+    """The node's result (see :func:`open_output` for sources and flags)."""
+    return open_output(ctx, nonce, body).result
+
+
+def open_output(ctx: ohttp.ClientResponseContext, nonce: bytes, body: bytes) -> NodeOutput:
     try:
         response = inner.InnerResponse.decode(ctx.decapsulate_response(body))
     except OHTTPError as exc:
@@ -49,4 +67,13 @@ def open_task(ctx: ohttp.ClientResponseContext, nonce: bytes, body: bytes) -> li
     result = response.payload.get("result")
     if not isinstance(result, list) or not all(isinstance(r, str) for r in result):
         raise NodeResponseError("node result must be a list of strings")
-    return result
+    sources = response.payload.get("sources")
+    if sources is not None and not (
+            isinstance(sources, list) and len(sources) == len(result)
+            and all(isinstance(s, list) and all(isinstance(i, int) for i in s)
+                    for s in sources)):
+        raise NodeResponseError("node sources must be one list of indices per bullet")
+    flags = response.payload.get("flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise NodeResponseError("node flags must be a list of strings")
+    return NodeOutput(result, sources, tuple(flags))

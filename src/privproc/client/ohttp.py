@@ -176,7 +176,13 @@ class OHTTPClient(_Base):
                 return resp.status, resp.headers.get("content-type", ""), resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.headers.get("content-type", ""), exc.read()
+        except TimeoutError:
+            raise TransportError(f"the relay did not answer within {self.timeout:.0f} s "
+                                 f"({self.relay_url})") from None
         except (urllib.error.URLError, OSError) as exc:
+            if isinstance(getattr(exc, "reason", None), TimeoutError):
+                raise TransportError(f"the relay did not answer within {self.timeout:.0f} s "
+                                     f"({self.relay_url})") from None
             raise TransportError(f"cannot reach relay {self.relay_url}: {exc}") from None
 
     def request(

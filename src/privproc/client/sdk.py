@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urljoin
 
+from privproc.budget import CLIENT_TIMEOUT
 from privproc.tlog.client import (
     InclusionProof,
     LogClientError,
@@ -64,7 +65,7 @@ from .errors import (
     TooManyKeysError,
     TransportError,
 )
-from .node import NodeResponseError, open_task, seal_task
+from .node import NodeResponseError, open_output, seal_task
 from .ohttp import OHTTPClient
 from .receipt import Receipt, verify_receipt
 from .tokens import TokenWallet
@@ -113,8 +114,14 @@ class NodeList:
 
 @dataclass(frozen=True)
 class Result:
+    """The answer: ``output`` (bullets, or the rewrite), for summaries each bullet's
+    ``sources`` (indices into the messages sent), for rewrites ``flags`` ("fallback": the
+    node kept the draft's words, lightly corrected), and the receipt."""
+
     output: list[str]
     receipt: Receipt
+    sources: list[list[int]] | None = None
+    flags: tuple[str, ...] = ()
 
 
 @contextmanager
@@ -139,7 +146,7 @@ class PrivateProcessingClient:
         state_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
         progress: Callable[[str], None] | None = None,
-        timeout: float = 30.0,
+        timeout: float = CLIENT_TIMEOUT,
     ) -> None:
         self.trust = trust
         self.clock = clock
@@ -391,16 +398,20 @@ class PrivateProcessingClient:
                 continue
             if response.status != 200:
                 failures += 1
-                last = TransportError(f"node {node.node_id} answered {response.status}")
+                last = TransportError(
+                    f"the gateway gave up waiting for node {node.node_id} (504)"
+                    if response.status == 504 else
+                    f"node {node.node_id} answered {response.status}")
                 self._verified.pop(node.node_id, None)
                 continue
             try:
-                output = open_task(ctx, nonce, response.content)
+                output = open_output(ctx, nonce, response.content)
             except NodeResponseError as exc:
                 failures += 1
                 last = exc
                 continue
-            return Result(output, self._receipt(node, gateway, spent))
+            return Result(output.result, self._receipt(node, gateway, spent), output.sources,
+                          output.flags)
         raise last or NoVerifiedNodeError({})
 
     def _receipt(self, node: VerifiedNode, gateway: GatewayKey, spent: list[pp.Token]
@@ -414,9 +425,18 @@ class PrivateProcessingClient:
                        claims=node.claims, release=node.release,
                        gateway_key=gateway.logged.proof, issuer_key=issuer)
 
-    def summarize(self, messages: Sequence[dict[str, str]], max_bullets: int = 5) -> Result:
-        return self._run(inner.Task.SUMMARIZE,
-                         {"messages": list(messages), "max_bullets": max_bullets})
+    def summarize(self, messages: Sequence[dict[str, str]], max_bullets: int = 5, *,
+                  reader: str | None = None) -> Result:
+        """Bullets for ``reader`` (the user's name in the chat: requests to them come
+        first, in the second person), each with the indices of its source messages."""
+        payload: dict[str, Any] = {"messages": list(messages), "max_bullets": max_bullets}
+        if reader:
+            payload["reader"] = reader
+        result = self._run(inner.Task.SUMMARIZE, payload)
+        if result.sources is not None and any(
+                not 0 <= i < len(payload["messages"]) for s in result.sources for i in s):
+            raise NodeResponseError("the node cited a message that was not sent")
+        return result
 
     def write(self, draft: str, tone: str) -> Result:
         return self._run(inner.Task.WRITE, {"draft": draft, "tone": tone})
@@ -442,9 +462,10 @@ class AsyncPrivateProcessingClient:
     async def verified_nodes(self) -> list[VerifiedNode]:
         return await asyncio.to_thread(self.sync.verified_nodes)
 
-    async def summarize(self, messages: Sequence[dict[str, str]], max_bullets: int = 5
-                        ) -> Result:
-        return await asyncio.to_thread(self.sync.summarize, messages, max_bullets)
+    async def summarize(self, messages: Sequence[dict[str, str]], max_bullets: int = 5, *,
+                        reader: str | None = None) -> Result:
+        return await asyncio.to_thread(self.sync.summarize, messages, max_bullets,
+                                       reader=reader)
 
     async def write(self, draft: str, tone: str) -> Result:
         return await asyncio.to_thread(self.sync.write, draft, tone)

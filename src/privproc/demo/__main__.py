@@ -18,7 +18,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from privproc.client.chat_export import parse_chat_export
+from privproc.client.chat_export import messages_only, parse_chat_export
 from privproc.client.receipt import verify_receipt
 from privproc.client.sdk import PrivateProcessingClient
 
@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--backend", choices=["llama", "extractive", "echo"], default="llama")
     args = parser.parse_args()
     chat_text = resources.files("privproc.demo").joinpath("sample_chat.txt").read_text()
-    messages = parse_chat_export(chat_text)
+    messages = messages_only(parse_chat_export(chat_text))  # events are not messages
     with tempfile.TemporaryDirectory(prefix="privproc-demo-") as tmp:
         state = Path(tmp)
         print("== 1. starting every service on loopback")
@@ -55,17 +55,21 @@ def main() -> int:
             print(f"   {len(nodes)} node(s) verified: SEV-SNP-shaped report and chain "
                   "(simulated root), REPORT_DATA binds the key and expiry, release in the "
                   "log (stapled inclusion proof) and not revoked")
-            print(f"== 4. summarizing {len(messages)} chat messages privately "
+            print(f"== 4. summarizing {len(messages)} chat messages privately for Sam "
                   f"(token from the issuer, OHTTP via the relay, sealed to the node)")
             summary = client.summarize([{"sender": m.sender, "time": m.time.isoformat(),
-                                         "text": m.text} for m in messages], 4)
-            for line in summary.output:
-                print(f"   {line}")
+                                         "text": m.text} for m in messages], 4, reader="Sam")
+            for line, sources in zip(summary.output, summary.sources or [], strict=False):
+                print(f"   - {line}")
+                print(f"       (from message{'s' if len(sources) > 1 else ''} "
+                      f"{', '.join(str(i + 1) for i in sources)})")
             print("== 5. writing help (tone: professional)")
             draft = "sorry cant make the meeting tmrw, can we move it to friday?"
             suggestion = client.write(draft, "professional")
             for line in suggestion.output:
                 print(f"   {line}")
+            if "fallback" in suggestion.flags:
+                print("   (no rewrite passed the fact check: your words, lightly corrected)")
             print("== 6. checking both receipts offline, field by field")
             for result in (summary, suggestion):
                 checks = verify_receipt(json.loads(result.receipt.to_json()), trust)

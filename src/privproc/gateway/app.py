@@ -40,6 +40,7 @@ from starlette.routing import Route
 from privproc.attest.errors import AttestationError
 from privproc.attest.evidence import decode_bundle
 from privproc.attest.sev_snp import parse_report
+from privproc.budget import GATEWAY_TIMEOUT
 from privproc.client.errors import ClientError
 from privproc.client.transparency import release_proofs
 from privproc.keyring import FileCache
@@ -89,7 +90,7 @@ class GatewayConfig:
     max_body: int = 1 << 20
     max_upstream_body: int = 4 << 20
     replay_window: float = 60.0
-    upstream_timeout: float = 30.0
+    upstream_timeout: float = GATEWAY_TIMEOUT
     redemption: RedemptionConfig | None = None
     directory: DirectoryConfig | None = None
     transparency: TransparencyConfig | None = None

@@ -2,7 +2,7 @@
 
 - :mod:`.backend`: the :class:`ChatBackend` interface, parameters and errors.
 - :mod:`.llama`: embedded llama.cpp (cyllama; llama-cpp-python as an alternative) on a
-  GGUF model, by default the packaged SmolLM2-135M-Instruct.
+  GGUF model, by default :data:`.models.DEFAULT_MODEL` (pinned by SHA-256 in :mod:`.models`).
 - :mod:`.openai_compat`: any OpenAI-compatible HTTP server.
 - :mod:`.extractive`: a model-free extractive summarizer.
 - :mod:`.prompts` / :mod:`.tasks`: ``summarize`` and ``write``.

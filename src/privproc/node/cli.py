@@ -30,6 +30,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privproc.attest.evidence import PlatformProvider, node_id_for
+from privproc.budget import NODE_DEADLINE
 from privproc.secrets import SecretError, resolve
 from privproc.service import Listen
 
@@ -159,7 +160,8 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--backend", choices=["llama", "extractive", "openai", "echo"],
                        default="llama")
     serve.add_argument("--model", type=Path, metavar="GGUF",
-                       help="model file (default: the packaged SmolLM2-135M-Instruct)")
+                       help="GGUF model file (default: the installed default model, "
+                            "python -m privproc.inference.models path default)")
     serve.add_argument("--config", type=Path, metavar="FILE", help="node configuration file")
     serve.add_argument("--openai-url", metavar="URL", help="OpenAI-compatible server")
     serve.add_argument("--openai-model", default="default")
@@ -171,7 +173,9 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--heartbeat", type=float, default=10.0, metavar="SECONDS")
     serve.add_argument("--rotate-every", type=int, default=3600, metavar="SECONDS")
     serve.add_argument("--grace", type=int, default=60, metavar="SECONDS")
-    serve.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS")
+    serve.add_argument("--deadline", type=float, default=NODE_DEADLINE, metavar="SECONDS",
+                       help="seconds a task may take, queueing included; then the model is "
+                            f"stopped and a sealed DEADLINE answered (default {NODE_DEADLINE:.0f})")
     serve.add_argument("--concurrency", type=_positive_int, default=2,
                        help="tasks at once: one worker process each (default 2)")
     serve.add_argument("--max-request", type=int, default=256 * 1024, metavar="BYTES")

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from privproc.budget import NODE_DEADLINE
 from privproc.wire import inner
 from privproc.wire.errors import UnknownKeyError
 
@@ -61,10 +62,35 @@ class TaskInputError(Exception):
     """The task's input is invalid (the message must not contain the input)."""
 
 
+@dataclass(frozen=True)
+class TaskOutput:
+    """A task's result and its details: ``sources`` (per bullet, the indices of the
+    messages it came from) and ``flags`` (e.g. "fallback": a rewrite that kept the draft).
+    """
+
+    result: list[str]
+    details: dict[str, Any]
+
+
 class TaskRunner(Protocol):
     """Runs one task synchronously (in a worker process, see :mod:`.worker`)."""
 
-    def run(self, task: inner.Task, payload: dict[str, Any]) -> list[str]: ...
+    def run(self, task: inner.Task, payload: dict[str, Any]) -> list[str] | TaskOutput: ...
+
+
+def valid_details(details: object, result_len: int) -> bool:
+    """Only these details leave the node: sources (one index list per item) and flags."""
+    if not isinstance(details, dict) or set(details) - {"sources", "flags"}:
+        return False
+    sources = details.get("sources", [])
+    flags = details.get("flags", [])
+    if not isinstance(sources, list) or (sources and len(sources) != result_len):
+        return False
+    if not all(isinstance(s, list) and all(isinstance(i, int) and not isinstance(i, bool)
+                                            and 0 <= i < 10_000 for i in s) for s in sources):
+        return False
+    return isinstance(flags, list) and all(
+        isinstance(f, str) and f.isascii() and len(f) <= 32 for f in flags)
 
 
 class OutcomeKind(enum.Enum):
@@ -83,10 +109,14 @@ class Outcome:
     kind: OutcomeKind
     result: tuple[str, ...] = ()
     message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def ok(cls, result: list[str] | tuple[str, ...]) -> Outcome:
-        return cls(OutcomeKind.OK, tuple(result))
+    def ok(cls, result: list[str] | tuple[str, ...] | TaskOutput,
+           details: dict[str, Any] | None = None) -> Outcome:
+        if isinstance(result, TaskOutput):
+            return cls(OutcomeKind.OK, tuple(result.result), details=dict(result.details))
+        return cls(OutcomeKind.OK, tuple(result), details=dict(details or {}))
 
     @classmethod
     def input_error(cls, message: str) -> Outcome:
@@ -134,7 +164,7 @@ class TaskExecutor(Protocol):
 class NodeConfig:
     node_id: str
     max_request: int = 256 * 1024
-    deadline: float = 120.0
+    deadline: float = NODE_DEADLINE
     concurrency: int = 2
     rotate_every: int = 3600
     clock: Callable[[], float] = field(default=time.time)
@@ -294,12 +324,14 @@ class NodeCore:
         if outcome.kind is OutcomeKind.INPUT:
             self.stats["refused"] += 1
             return self.seal(opened, inner.Status.BAD_REQUEST, {"error": outcome.message, **nonce})
-        if outcome.kind is OutcomeKind.FAILED or not _clean_result(outcome.result):
+        if outcome.kind is OutcomeKind.FAILED or not _clean_result(outcome.result) or (
+                not valid_details(outcome.details, len(outcome.result))):
             self.stats["failed"] += 1
             log.info("failed: task=%s error=%s", task, outcome.message or "bad result")
             return self.seal(opened, inner.Status.TASK_FAILED, {"error": "task failed", **nonce})
         answer, as_asked = self._seal(opened.ctx, opened.nonce, inner.Status.OK,
-                                      {"result": list(outcome.result), **nonce})
+                                      {"result": list(outcome.result), **outcome.details,
+                                       **nonce})
         if as_asked:
             self.stats["ok"] += 1
             log.info("ok: task=%s in=%d out_items=%d ms=%.0f", task, opened.size,

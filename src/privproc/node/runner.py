@@ -12,7 +12,7 @@ from typing import Any
 from privproc.inference.backend import ChatBackend
 from privproc.wire.inner import Task
 
-from .core import TaskInputError, TaskRunner
+from .core import TaskInputError, TaskOutput, TaskRunner
 from .worker import WorkerSpec
 
 MAX_MESSAGES = 200
@@ -54,7 +54,14 @@ class InferenceRunner:
     def __init__(self, backend: ChatBackend) -> None:
         self.backend = backend
 
-    def run(self, task: Task, payload: dict[str, Any]) -> list[str]:
+    def warm(self) -> None:
+        """Run the model once on a tiny prompt, so its weights are paged in and the first
+        user's request is as fast as the next (the worker reports ready only after)."""
+        from privproc.inference.backend import ChatMessage, GenerationParams
+
+        self.backend.complete([ChatMessage("user", "Hello")], GenerationParams(max_tokens=2))
+
+    def run(self, task: Task, payload: dict[str, Any]) -> TaskOutput:
         from privproc.inference import ChatLine, InvalidRequestError, tasks
 
         try:
@@ -64,11 +71,18 @@ class InferenceRunner:
                 max_bullets = payload.get("max_bullets", 5)
                 if not isinstance(max_bullets, int) or not 1 <= max_bullets <= 20:
                     raise TaskInputError("max_bullets must be an integer 1..20")
-                return list(tasks.summarize(self.backend, lines, max_bullets))
+                reader = payload.get("reader")
+                if reader is not None and (not isinstance(reader, str) or len(reader) > 64):
+                    raise TaskInputError("reader must be a name of at most 64 characters")
+                bullets = tasks.summarize_cited(self.backend, lines, max_bullets,
+                                                reader=reader or None)
+                return TaskOutput([b.text for b in bullets],
+                                  {"sources": [list(b.sources) for b in bullets]})
             draft, tone = payload.get("draft"), payload.get("tone")
             if not isinstance(draft, str) or not isinstance(tone, str):
                 raise TaskInputError("write needs string 'draft' and 'tone'")
-            return list(tasks.write(self.backend, draft, tone))
+            rewrite = tasks.write_checked(self.backend, draft, tone)
+            return TaskOutput([rewrite.text], {"flags": list(rewrite.flags)})
         except InvalidRequestError as exc:
             raise TaskInputError(str(exc)) from None
 
@@ -104,8 +118,11 @@ def build_runner(backend: str, model: Path | None, openai_url: str | None,
 def make_runner(backend: str, model: str | None = None, openai_url: str | None = None,
                 openai_model: str = "default", n_threads: int | None = None) -> TaskRunner:
     """The runner a worker process makes at start (JSON arguments; see worker_spec)."""
-    return build_runner(backend, Path(model) if model else None, openai_url, openai_model,
-                        n_threads)
+    runner = build_runner(backend, Path(model) if model else None, openai_url, openai_model,
+                          n_threads)
+    if backend == "llama" and isinstance(runner, InferenceRunner):
+        runner.warm()
+    return runner
 
 
 def worker_spec(backend: str, model: Path | None, openai_url: str | None, openai_model: str,

@@ -50,7 +50,7 @@ from typing import Any
 
 from privproc.wire import inner
 
-from .core import Outcome, TaskInputError, TaskRunner, wipe
+from .core import Outcome, TaskInputError, TaskOutput, TaskRunner, valid_details, wipe
 
 log = logging.getLogger("privproc.node")
 
@@ -375,9 +375,10 @@ def _parse_reply(reply: bytearray) -> Outcome | None:
     if not isinstance(doc, dict):
         return None
     if "result" in doc:
-        result = doc["result"]
-        if isinstance(result, list) and all(isinstance(r, str) for r in result):
-            return Outcome.ok(result)
+        result, details = doc["result"], doc.get("details", {})
+        if isinstance(result, list) and all(isinstance(r, str) for r in result) and (
+                valid_details(details, len(result))):
+            return Outcome.ok(result, details)
         return None
     if isinstance(doc.get("input_error"), str):
         return Outcome.input_error(doc["input_error"][:200])
@@ -420,7 +421,7 @@ class ThreadExecutor:
             return Outcome.failed(type(exc).__name__)
         return Outcome.ok(result)
 
-    def _done(self, future: asyncio.Future[list[str]]) -> None:
+    def _done(self, future: asyncio.Future[list[str] | TaskOutput]) -> None:
         self._running -= 1
         if not future.cancelled():
             future.exception()  # retrieved: a late failure is not logged with its message
@@ -503,7 +504,10 @@ def _serve(sock: socket.socket, runner: TaskRunner) -> None:
         finally:
             wipe(frame)
         try:
-            reply: dict[str, Any] = {"result": list(runner.run(task, payload))}
+            output = runner.run(task, payload)
+            reply: dict[str, Any] = (
+                {"result": list(output.result), "details": output.details}
+                if isinstance(output, TaskOutput) else {"result": list(output)})
         except TaskInputError as exc:
             reply = {"input_error": str(exc)}
         except Exception as exc:  # noqa: BLE001 - reported by type only

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from privproc.budget import RELAY_TIMEOUT
 from privproc.service import (
     BodyTooLarge,
     anonymous_session,
@@ -55,7 +56,7 @@ class RelayConfig:
     keys_url: str | None = None
     max_body: int = 1 << 20
     max_response: int = 4 << 20  # a larger answer from the gateway is refused (502)
-    timeout: float = 30.0
+    timeout: float = RELAY_TIMEOUT
     keys_cache_seconds: float = 60.0
     log: str | None = None  # the transparency log's URL, proxied at /log/
     checkpoint_cache_seconds: float = 5.0
