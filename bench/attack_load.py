@@ -23,7 +23,7 @@ from privproc.client.errors import ClientError
 from privproc.client.sdk import PrivateProcessingClient
 from privproc.client.tokens import TokenWallet
 from privproc.client.trust import load_trust
-from privproc.demo.up import start
+from privproc.up.system import start
 
 CHAT = [{"sender": "Ana", "time": "2026-01-01T10:00", "text": "lunch at noon?"}] * 10
 
@@ -61,7 +61,7 @@ def main() -> None:
 
 
 def run(system: object, state: Path, clients: int, seconds: float, per_client: int) -> None:
-    from privproc.demo.up import System
+    from privproc.up.system import System
 
     assert isinstance(system, System)
     trust = load_trust(system.client_config)

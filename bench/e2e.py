@@ -26,7 +26,7 @@ from privproc.client.sdk import PrivateProcessingClient
 from privproc.client.tokens import TokenWallet
 from privproc.client.transparency import release_proofs, verify_key_bundle
 from privproc.client.trust import load_trust
-from privproc.demo.up import start
+from privproc.up.system import start
 from privproc.wire import inner
 
 PAYLOAD = {"messages": [{"sender": "A", "time": "t", "text": "hello there"}] * 20}

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from privproc.client.ohttp import AsyncOHTTPClient
-from privproc.demo.supervisor import Supervisor, free_port
+from privproc.up.supervisor import Supervisor
 from privproc.wire import hpke, ohttp
 
 PAYLOAD = bytes(1024)
@@ -115,17 +115,16 @@ def main() -> None:
     crypto_table(0.5 if args.quick else 2.0)
     scale = 1 if args.quick else 4
     totals = {1: 200 * scale, 16: 400 * scale, 64: 400 * scale}
-    host = "127.0.0.1"
-    ports = [free_port() for _ in range(3)]
-    urls = [f"http://{host}:{p}" for p in ports]
+    any_port = "127.0.0.1:0"
     with tempfile.TemporaryDirectory() as tmp, Supervisor(Path(tmp) / "logs") as sup:
-        sup.start("origin", ["echo", "--listen", f"{host}:{ports[0]}", "--log-level", "warning"],
-                  urls[0])
-        sup.start("gateway", ["gateway", "--listen", f"{host}:{ports[1]}", "--upstream", urls[0],
-                              "--state", f"{tmp}/gw", "--log-level", "warning"], urls[1])
-        sup.start("relay", ["relay", "--listen", f"{host}:{ports[2]}", "--gateway",
-                            urls[1] + "/gateway", "--log-level", "warning"], urls[2])
-        asyncio.run(path_table(urls[0], urls[2], totals))
+        origin = sup.start("origin", ["echo", "serve", "--listen", any_port, "--log-level",
+                                      "warning"]).url
+        gateway = sup.start("gateway", ["gateway", "serve", "--listen", any_port, "--upstream",
+                                        origin, "--state", f"{tmp}/gw", "--log-level",
+                                        "warning"]).url
+        relay = sup.start("relay", ["relay", "serve", "--listen", any_port, "--gateway",
+                                    gateway + "/gateway", "--log-level", "warning"]).url
+        asyncio.run(path_table(origin, relay, totals))
 
 
 if __name__ == "__main__":

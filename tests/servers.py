@@ -1,4 +1,11 @@
-"""Serving an ASGI app in-process for a test: uvicorn in a thread, on a port bound to 0."""
+"""Servers for tests, each on a port bound to 0 and read back: never a port picked, freed
+and bound again (another process may take it in between).
+
+- :func:`serving`: an ASGI app on uvicorn in a thread of this process.
+- :func:`start_service`: a ``privproc`` service as a child process of a :class:`Supervisor`,
+  listening on ``127.0.0.1:0`` (:data:`ANY_PORT`); its URL is read from the
+  ``listening on URL`` line that :func:`privproc.service.serve` prints once bound.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,29 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from privproc.up.supervisor import Service, Supervisor
+
+HOST = "127.0.0.1"
+ANY_PORT = f"{HOST}:0"
+
+
+def listening_socket() -> socket.socket:
+    """A socket listening on a port of loopback the kernel picked (for an app that must know
+    its URL before it serves)."""
+    return socket.create_server((HOST, 0))
+
 
 @contextlib.contextmanager
-def serving(app: Any, lifespan: str = "on") -> Iterator[str]:
-    """Run ``app`` on uvicorn in a background thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+def serving(app: Any, lifespan: str = "on", sock: socket.socket | None = None
+            ) -> Iterator[str]:
+    """Run ``app`` on uvicorn in a background thread (on ``sock`` if given); yield its base
+    URL."""
+    sock = sock or listening_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
     server = uvicorn.Server(config)
@@ -31,8 +50,26 @@ def serving(app: Any, lifespan: str = "on") -> Iterator[str]:
             threading.Event().wait(0.01)
         else:
             raise RuntimeError("uvicorn did not start within 5 s")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{HOST}:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def start_service(sup: Supervisor, name: str, args: list[str], *, timeout: float = 30.0,
+                  env: dict[str, str] | None = None, cwd: Path | None = None) -> Service:
+    """``privproc ARGS`` (with ``--listen`` on port 0, or on a port it had before) under
+    ``sup``, once it is healthy; ``service.url`` is the address it bound."""
+    return sup.start(name, args, timeout=timeout, env=env, cwd=cwd)
+
+
+def start_services(sup: Supervisor, services: dict[str, list[str]], *,
+                   timeout: float = 30.0) -> dict[str, Service]:
+    """Several services that do not need each other, started side by side."""
+    spawned = [sup.spawn(name, args) for name, args in services.items()]
+    return {s.name: sup.ready(s, timeout) for s in spawned}
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])

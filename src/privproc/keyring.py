@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from privproc.errors import PrivprocError
 from privproc.files import replace_file
 
 __all__ = [
@@ -78,7 +79,7 @@ FORMAT = "privproc-key-ring"
 FORMAT_VERSION = 2
 
 
-class KeyRingError(Exception):
+class KeyRingError(PrivprocError):
     """A ring operation is impossible, or a key file is missing, too open or malformed."""
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from privproc.errors import PrivprocError
 
-class SecretError(Exception):
+
+class SecretError(PrivprocError):
     """A secret's file or environment variable is missing, unreadable or empty."""
 
 

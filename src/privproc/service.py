@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +17,12 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response
 
+from privproc.errors import PrivprocError
+
 PROBLEM_JSON = "application/problem+json"
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(PrivprocError):
     """The request body exceeds the service's cap."""
 
 
@@ -99,17 +102,41 @@ def setup_logging(name: str, level: str = "INFO") -> logging.Logger:
     return logging.getLogger(f"privproc.{name}")
 
 
-def serve(app: Any, listen: Listen, log_level: str = "info") -> None:
+LISTENING = "listening on"
+"""What :func:`serve` prints, with the URL it bound, before it serves: a service started
+with port 0 (``--listen 127.0.0.1:0``) tells whoever started it where it listens."""
+
+
+def bind(listen: Listen) -> socket.socket:
+    """A listening TCP socket at ``listen``; port 0 binds one the kernel picks."""
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    try:
+        return socket.create_server((listen.host, listen.port), family=family, backlog=2048)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {listen.host}:{listen.port}: "
+                                 f"{exc.strerror or exc}") from None
+
+
+def bound_url(sock: socket.socket) -> str:
+    """``http://HOST:PORT`` of a bound socket, with the port it actually got."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(app: Any, listen: Listen | socket.socket, log_level: str = "info") -> None:
     """Run an ASGI app on uvicorn with the fast loop and parser, no access log.
 
+    ``listen`` is an address (port 0: any free port) or a socket from :func:`bind` (a
+    service that must know its own URL before it serves binds first). Prints
+    ``listening on URL`` once bound. Exits with status 3 if the app fails to start.
     The access log is off because it records client addresses and paths.
     """
     import uvicorn
 
-    uvicorn.run(
+    sock = listen if isinstance(listen, socket.socket) else bind(listen)
+    print(f"{LISTENING} {bound_url(sock)}", flush=True)
+    config = uvicorn.Config(
         app,
-        host=listen.host,
-        port=listen.port,
         loop="uvloop",
         http="httptools",
         access_log=False,
@@ -117,3 +144,12 @@ def serve(app: Any, listen: Listen, log_level: str = "info") -> None:
         server_header=False,
         date_header=True,
     )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run: the app did not start

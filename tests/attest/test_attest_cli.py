@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -27,18 +28,9 @@ AT = "2025-06-01T00:00:00Z"
 
 
 def _main_parser() -> argparse.ArgumentParser:
-    """The wiring documented in privproc.attest.cli, as the main CLI will do it."""
-    parser = argparse.ArgumentParser(prog="privproc")
-    sub = parser.add_subparsers(dest="command", required=True)
-    attest = sub.add_parser("attest", help="attestation evidence tools")
-    attest_sub = attest.add_subparsers(dest="attest_action", required=True)
-    p = attest_sub.add_parser("verify", help="verify an evidence bundle or an SEV-SNP report")
-    attest_cli.configure_verify_parser(p)
-    p.set_defaults(func=attest_cli.run_verify)
-    p = sub.add_parser("measure", help="compute a node's launch measurement")
-    attest_cli.configure_measure_parser(p)
-    p.set_defaults(func=attest_cli.run_measure)
-    return parser
+    from privproc.cli import build_parser
+
+    return build_parser()
 
 
 def _run(argv: Sequence[str]) -> tuple[int, str, str]:
@@ -231,14 +223,17 @@ def test_measure_simulated(tmp_path: Path) -> None:
     config.write_text("model = 'tiny'\n")
     model = tmp_path / "model.bin"
     model.write_bytes(b"w" * 100)
-    rc, out, err = _run(["measure", "--platform", "simulated", "--config", str(config),
+    rc, out, err = _run(["measure", "--platform", "simulated", "--node-config", str(config),
                          "--model", str(model)])
     assert rc == 0, err
     assert out == measure_simulated(config.read_bytes(), model).hex() + "\n"
     assert len(out.strip()) == 96
-    rc, _, err = _run(["measure", "--platform", "simulated", "--config", str(config)])
-    assert rc == 2 and "--model" in err
-    rc, _, err = _run(["measure", "--platform", "simulated", "--config", str(config),
+    # The defaults are node serve's: a model-free backend measures an empty model file,
+    # as a node started with the same options does.
+    rc, out, err = _run(["measure", "--backend", "echo", "--node-config", str(config)])
+    assert rc == 0, err
+    assert out == measure_simulated(config.read_bytes(), Path(os.devnull)).hex() + "\n"
+    rc, _, err = _run(["measure", "--platform", "simulated", "--node-config", str(config),
                        "--model", str(tmp_path / "missing")])
     assert rc == 1 and "cannot read the model file" in err
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from privproc.demo.supervisor import Supervisor, free_port
-from privproc.demo.up import System, start
+from privproc.up.supervisor import Supervisor
+from privproc.up.system import System, start
 
-HOST = "127.0.0.1"
+from ..servers import ANY_PORT, HOST, start_service
+
+__all__ = ["HOST", "Stack", "up_system"]
 
 
 @dataclass
@@ -21,30 +23,21 @@ class Stack:
     origin: str
     gateway: str
     relay: str
-    gateway_port: int
-
-    def start_gateway(self, *extra: str) -> None:
-        self.sup.start(
-            "gateway",
-            ["gateway", "--listen", f"{HOST}:{self.gateway_port}", "--upstream", self.origin,
-             "--state", str(self.state), *extra],
-            self.gateway,
-        )
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """An echo origin, a gateway in front of it and a relay, on ports bound to 0."""
     tmp = tmp_path_factory.mktemp("stack")
-    ports = [free_port() for _ in range(3)]
-    urls = [f"http://{HOST}:{p}" for p in ports]
     with Supervisor(tmp / "logs") as sup:
-        sup.start("origin", ["echo", "--listen", f"{HOST}:{ports[0]}"], urls[0])
-        s = Stack(sup, tmp / "gw", urls[0], urls[1], urls[2], ports[1])
-        s.start_gateway("--timeout", "1")
-        sup.start("relay", ["relay", "--listen", f"{HOST}:{ports[2]}",
-                            "--gateway", urls[1] + "/gateway", "--max-body", "65536",
-                            "--timeout", "5"], urls[2])
-        yield s
+        origin = start_service(sup, "origin", ["echo", "serve", "--listen", ANY_PORT]).url
+        gateway = start_service(sup, "gateway", [
+            "gateway", "serve", "--listen", ANY_PORT, "--upstream", origin, "--state",
+            str(tmp / "gw"), "--timeout", "1"]).url
+        relay = start_service(sup, "relay", [
+            "relay", "serve", "--listen", ANY_PORT, "--gateway", gateway + "/gateway",
+            "--max-body", "65536", "--timeout", "5"]).url
+        yield Stack(sup, tmp / "gw", origin, gateway, relay)
 
 
 def up_system(tmp_path_factory: pytest.TempPathFactory, nodes: int,

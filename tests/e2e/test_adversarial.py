@@ -21,20 +21,20 @@ from privproc.client.sdk import (
 )
 from privproc.client.tokens import TokenWallet
 from privproc.client.trust import ClientTrust, load_trust
-from privproc.demo.supervisor import Service, free_port
-from privproc.demo.up import (
-    HOST,
+from privproc.tlog.client import LogForkError, LogPolicy
+from privproc.tlog.keys import read_signer
+from privproc.tlog.witness_app import load_or_create_witness_key
+from privproc.up.supervisor import Service
+from privproc.up.system import (
     LOG_ORIGIN,
     System,
     node_args,
     node_id_from_log,
 )
-from privproc.tlog.client import LogForkError, LogPolicy
-from privproc.tlog.keys import read_signer
-from privproc.tlog.witness_app import load_or_create_witness_key
 from privproc.wire import merkle, note
 from privproc.wire.checkpoint import Checkpoint
 
+from ..servers import ANY_PORT, start_service
 from .conftest import up_system
 
 pytestmark = pytest.mark.slow
@@ -69,10 +69,10 @@ def test_1_changed_node_code_is_not_in_the_log_and_is_refused(system: System,
                                                               tmp_path: Path) -> None:
     config = tmp_path / "node.toml"
     config.write_text("changed = true\n")  # a different config: a different measurement
-    port = free_port()
-    url = f"http://{HOST}:{port}"
-    rogue = system.sup.start("rogue", node_args(system.state, url, system.urls["gateway"],
-                                                "echo", config), url, timeout=120)
+    rogue = start_service(system.sup, "rogue", node_args(
+        system.state, f"http://{ANY_PORT}", system.urls["gateway"], "echo", config),
+        timeout=120)
+    url = rogue.url
     try:
         rogue_id = node_id_from_log(rogue.log_text())
         c = client(system)
@@ -96,7 +96,7 @@ def _wait_for_log(service: Service, text: str, timeout: float = 30.0) -> str:
         log = service.log_text()
         if text in log:
             return log
-        time.sleep(0.2)
+        time.sleep(0.02)
     return service.log_text()
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from privproc.client.chat_export import messages_only, parse_chat_export
 from privproc.client.sdk import PrivateProcessingClient
-from privproc.demo.up import System
 from privproc.inference.facts import unsupported
+from privproc.up.system import System
 
 from .conftest import up_system
 
@@ -65,7 +65,7 @@ def test_the_cli_takes_the_reader_and_prints_the_cited_messages(system: System,
     chat.write_text(SAMPLE)
     done = subprocess.run(
         [sys.executable, "-m", "privproc.cli", "summarize", str(chat), "--me", "Sam", "--cite",
-         "--bullets", "3", "--config", str(system.client_config)],
+         "--bullets", "3", "--trust", str(system.client_config)],
         capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -27,11 +27,11 @@ from privproc.client.ohttp import OHTTPClient
 from privproc.client.sdk import PrivateProcessingClient
 from privproc.client.tokens import TokenWallet
 from privproc.client.trust import load_trust
-from privproc.demo.supervisor import Supervisor, free_port
-from privproc.demo.up import HOST, System, listed_nodes
+from privproc.up.supervisor import Supervisor
+from privproc.up.system import HOST, System, listed_nodes
 from privproc.wire.registration import MEDIA_TYPE, sign_registration
 
-from ..servers import serving
+from ..servers import ANY_PORT, listening_socket, serving, start_service
 from .conftest import up_system
 
 pytestmark = pytest.mark.slow
@@ -110,10 +110,11 @@ def test_no_forged_registration_reaches_an_internal_url(system: System) -> None:
 
 def test_nobody_takes_over_another_nodes_entry(system: System) -> None:
     _, bundle = a_real_bundle(system)
-    port = free_port()  # an allowed URL pattern, but the attacker's server
-    body = sign_registration(Ed25519PrivateKey.generate(), f"http://{HOST}:{port}",
-                             int(time.time()), bundle).encode()
-    status, text = register(system, body, operator_token(system))
+    with listening_socket() as attacker:  # an allowed URL pattern, but the attacker's server
+        body = sign_registration(Ed25519PrivateKey.generate(),
+                                 f"http://{HOST}:{attacker.getsockname()[1]}",
+                                 int(time.time()), bundle).encode()
+        status, text = register(system, body, operator_token(system))
     assert status == 403 and "registration key" in text
     c = client(system)
     assert c.summarize([{"sender": "A", "time": "t", "text": "hi"}]).output == ["1 messages"]
@@ -184,14 +185,11 @@ def test_an_oversized_upstream_answer_is_refused_without_filling_memory(
 
     origin_app = Starlette(routes=[Route("/huge", huge), Route("/small", small)])
     with serving(origin_app) as origin, Supervisor(tmp_path / "logs") as sup:
-        gw_port, relay_port = free_port(), free_port()
-        gateway = f"http://{HOST}:{gw_port}"
-        sup.start("gateway", ["gateway", "--listen", f"{HOST}:{gw_port}", "--upstream", origin,
-                              "--state", str(tmp_path / "gw"), "--max-upstream-body",
-                              str(1 << 20)], gateway)
-        relay = f"http://{HOST}:{relay_port}"
-        sup.start("relay", ["relay", "--listen", f"{HOST}:{relay_port}", "--gateway",
-                            gateway + "/gateway"], relay)
+        gateway = start_service(sup, "gateway", [
+            "gateway", "serve", "--listen", ANY_PORT, "--upstream", origin, "--state",
+            str(tmp_path / "gw"), "--max-upstream-body", str(1 << 20)]).url
+        relay = start_service(sup, "relay", ["relay", "serve", "--listen", ANY_PORT,
+                                             "--gateway", gateway + "/gateway"]).url
         pid = sup.services["gateway"].process.pid
         c = OHTTPClient(relay + "/", authority="origin")
         assert c.request("GET", "/small").content == b"fine"

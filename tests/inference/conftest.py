@@ -67,14 +67,15 @@ def openai(fake_server: FakeOpenAIServer) -> Iterator[OpenAICompatBackend]:
     backend.close()
 
 
-@pytest.fixture(params=["llama", "openai"])
+@pytest.fixture(params=[pytest.param("llama", marks=pytest.mark.model), "openai"])
 def chat_backend(request: pytest.FixtureRequest) -> LlamaBackend | OpenAICompatBackend:
     """Every backend that does free-form generation."""
     backend: LlamaBackend | OpenAICompatBackend = request.getfixturevalue(request.param)
     return backend
 
 
-@pytest.fixture(params=["llama", "openai", "extractive"])
+@pytest.fixture(params=[pytest.param("llama", marks=pytest.mark.model), "openai",
+                        "extractive"])
 def summary_backend(
     request: pytest.FixtureRequest,
 ) -> LlamaBackend | OpenAICompatBackend | ExtractiveBackend:

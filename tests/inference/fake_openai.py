@@ -7,7 +7,7 @@ The ``model`` field picks a behaviour:
   ``max_tokens`` counts words; ``stop`` is honoured.
 - ``status-NNN``: HTTP NNN with a body that echoes the request (to prove errors do not).
 - ``garbage``: HTTP 200 with a non-JSON body echoing the request.
-- ``slow``: waits 2 s before answering.
+- ``slow``: answers only once the server closes (or after 10 s): a client times out.
 - ``no-stream``: answers plain JSON even when asked to stream.
 - ``no-done``: streams without the final ``[DONE]``.
 - ``stream-error``: streams one delta, then an error event echoing the request.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,7 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"<html>" + raw + b"</html>", "text/html")
             return
         if model == "slow":
-            time.sleep(2.0)
+            self.server.closing.wait(10)
         text = reply_text(body)
         if not body.get("stream") or model == "no-stream":
             payload = {
@@ -124,6 +123,7 @@ class FakeOpenAIServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.closing = threading.Event()
 
     @property
     def url(self) -> str:
@@ -139,6 +139,7 @@ def running_server() -> Iterator[FakeOpenAIServer]:
     try:
         yield server
     finally:
+        server.closing.set()
         server.shutdown()
         server.server_close()
         thread.join(5)

@@ -31,6 +31,7 @@ HELLO = [
 GREEDY = GenerationParams(max_tokens=16, temperature=0.0)
 
 
+@pytest.mark.model
 def test_backends_satisfy_the_protocols(llama: LlamaBackend, openai: OpenAICompatBackend) -> None:
     assert isinstance(llama, ChatBackend)
     assert isinstance(openai, ChatBackend)

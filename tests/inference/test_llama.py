@@ -24,6 +24,7 @@ from privproc.inference.models import DEFAULT_MODEL, MODELS
 
 from .conftest import require_model, small_model
 
+pytestmark = pytest.mark.model
 ASK = [ChatMessage("user", "Count from one to five.")]
 SHORT = GenerationParams(max_tokens=12)
 

@@ -1,4 +1,4 @@
-"""The model registry and the verified installer (fake parts; real models marked slow)."""
+"""The model registry and the verified installer (fake parts; real models marked `model`)."""
 
 from __future__ import annotations
 
@@ -356,13 +356,14 @@ def _installed_or_skip(name: str) -> Path:
         pytest.skip(f"{name} is not installed: {exc}")
 
 
+@pytest.mark.model
 def test_default_model_path_is_the_verified_default() -> None:
     path = _installed_or_skip(DEFAULT_MODEL)
     assert default_model_path() == path
     assert path.read_bytes()[:4] == b"GGUF"
 
 
-@pytest.mark.slow
+@pytest.mark.model
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_real_model_is_a_gguf_that_loads_and_answers(name: str) -> None:
     path = _installed_or_skip(name)

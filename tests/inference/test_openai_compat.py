@@ -106,12 +106,13 @@ def test_wrong_path_is_404(fake_server: FakeOpenAIServer) -> None:
 
 
 def test_unreachable_server() -> None:
-    with socket.socket() as sock:
+    with socket.socket() as sock:  # bound and held, not listening: connections are refused
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    backend = OpenAICompatBackend(f"http://127.0.0.1:{port}", "echo", timeout=2)
-    with pytest.raises(BackendUnavailableError, match=rf"cannot reach server 127.0.0.1:{port}"):
-        backend.complete(ASK, GenerationParams())
+        backend = OpenAICompatBackend(f"http://127.0.0.1:{port}", "echo", timeout=2)
+        with pytest.raises(BackendUnavailableError,
+                           match=rf"cannot reach server 127.0.0.1:{port}"):
+            backend.complete(ASK, GenerationParams())
 
 
 def test_read_timeout(fake_server: FakeOpenAIServer) -> None:

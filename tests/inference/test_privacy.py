@@ -101,6 +101,7 @@ def test_http_errors_carry_no_request_or_response_text(
     assert_clean(lambda: "".join(backend.stream(messages, GenerationParams())))
 
 
+@pytest.mark.model
 def test_llama_errors_carry_no_input() -> None:
     require_model()
     with LlamaBackend(small_model(), n_ctx=128) as backend:

@@ -38,10 +38,12 @@ from typing import Any
 import pytest
 
 from privproc.client.ohttp import OHTTPClient
-from privproc.demo.supervisor import Supervisor, free_port
 from privproc.issuer import keystore
+from privproc.up.supervisor import Supervisor
 from privproc.wire import blindrsa
 from privproc.wire import privacypass as pp
+
+from ..servers import ANY_PORT, start_service
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / "node_modules" / "@cloudflare" / "privacypass-ts" / "package.json"
@@ -148,13 +150,11 @@ class OurIssuer:
 @pytest.fixture(scope="module")
 def our_issuer(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OurIssuer]:
     tmp = tmp_path_factory.mktemp("issuer")
-    port = free_port()
-    url = f"http://{HOST}:{port}"
     with Supervisor(tmp / "logs") as sup:
-        sup.start("issuer", ["issuer", "serve", "--listen", f"{HOST}:{port}", "--state",
-                             str(tmp / "state"), "--static-account", f"{BEARER}=alice",
-                             "--quota", "100000"], url)
-        yield OurIssuer(url, tmp / "state", sup)
+        issuer = start_service(sup, "issuer", [
+            "issuer", "serve", "--listen", ANY_PORT, "--state", str(tmp / "state"),
+            "--static-account", f"{BEARER}=alice", "--quota", "100000"])
+        yield OurIssuer(issuer.url, tmp / "state", sup)
 
 
 @dataclass
@@ -494,18 +494,16 @@ def test_ts_tokens_redeemed_through_relay_and_gateway(
     node: str, our_issuer: OurIssuer, tmp_path: Path
 ) -> None:
     """401 challenge from our gateway -> TS client gets a token from our issuer -> 200."""
-    ports = [free_port() for _ in range(3)]
-    origin, gateway, relay = (f"http://{HOST}:{p}" for p in ports)
     with Supervisor(tmp_path / "logs") as sup:
-        sup.start("origin", ["echo", "--listen", f"{HOST}:{ports[0]}"], origin)
-        sup.start("gateway", [
-            "gateway", "--listen", f"{HOST}:{ports[1]}", "--upstream", origin,
+        origin = start_service(sup, "origin", ["echo", "serve", "--listen", ANY_PORT]).url
+        gateway = start_service(sup, "gateway", [
+            "gateway", "serve", "--listen", ANY_PORT, "--upstream", origin,
             "--state", str(tmp_path / "gateway"), "--issuer-keys", str(our_issuer.state),
             "--issuer-name", ISSUER_NAME, "--origin-name", ORIGINS[0],
             "--redemption-context", CONTEXT.hex(),
-        ], gateway)
-        sup.start("relay", ["relay", "--listen", f"{HOST}:{ports[2]}",
-                            "--gateway", gateway + "/gateway"], relay)
+        ]).url
+        relay = start_service(sup, "relay", ["relay", "serve", "--listen", ANY_PORT,
+                                             "--gateway", gateway + "/gateway"]).url
         client = OHTTPClient(relay + "/", authority="assistant.example")
         refused = client.request("GET", "/v1/echo")
         assert refused.status == 401

@@ -12,20 +12,24 @@ import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from privproc.client.ohttp import OHTTPClient, open_response, seal_request
 from privproc.client.tokens import QuotaExceededError, TokenWallet
-from privproc.demo.supervisor import Supervisor, free_port
+from privproc.issuer import keystore as issuer_keystore
+from privproc.keyring import FileKeyStore
+from privproc.up.supervisor import Supervisor
 from privproc.wire import blindrsa, ohttp
 from privproc.wire import privacypass as pp
 
+from ..keyfiles import end_grace
+from ..servers import ANY_PORT, start_service, start_services
 from .test_issuer_units import REDIS, redis_or_skip
 
 pytestmark = pytest.mark.slow
-HOST = "127.0.0.1"
 ISSUER_NAME = "issuer.test"
 ORIGIN_NAME = "gateway.test"
 
@@ -35,45 +39,52 @@ def challenge(token_type: int = pp.TOKEN_TYPE_BLIND_RSA) -> pp.TokenChallenge:
 
 
 class Stack:
-    def __init__(self, tmp: Path, sup: Supervisor, gateways: int = 1, redis: str | None = None,
-                 quota: int = 1000) -> None:
+    """An issuer, gateways redeeming its tokens in front of an echo origin, and a relay;
+    every service on a port bound to 0."""
+
+    def __init__(self, tmp: Path, sup: Supervisor, *, gateways: int = 1,
+                 redis: str | None = None, quota: int = 1000, relay: bool = True) -> None:
         self.tmp, self.sup = tmp, sup
-        ports = {n: free_port() for n in ("origin", "issuer", "relay")}
-        self.origin = f"http://{HOST}:{ports['origin']}"
-        self.issuer = f"http://{HOST}:{ports['issuer']}"
-        sup.start("origin", ["echo", "--listen", f"{HOST}:{ports['origin']}"], self.origin)
-        sup.start("issuer", ["issuer", "serve", "--listen", f"{HOST}:{ports['issuer']}",
-                             "--state", str(tmp / "issuer"), "--static-account", "tok-alice=alice",
-                             "--static-account", "tok-bob=bob", "--quota", str(quota)],
-                  self.issuer)
-        self.gateways = []
+        first = {"issuer": ["issuer", "serve", "--listen", ANY_PORT, "--state",
+                            str(tmp / "issuer"), "--static-account", "tok-alice=alice",
+                            "--static-account", "tok-bob=bob", "--quota", str(quota)]}
+        if gateways:
+            first["origin"] = ["echo", "serve", "--listen", ANY_PORT]
+        started = start_services(sup, first)  # the issuer writes the keys gateways read
+        self.issuer = started["issuer"].url
+        self.gateways: list[str] = []
+        if not gateways:
+            return
+        specs = {}
         for i in range(gateways):
-            port = free_port()
-            url = f"http://{HOST}:{port}"
-            args = ["gateway", "--listen", f"{HOST}:{port}", "--upstream", self.origin,
-                    "--state", str(tmp / f"gw{i}"), "--issuer-keys", str(tmp / "issuer"),
-                    "--issuer-name", ISSUER_NAME, "--origin-name", ORIGIN_NAME]
-            if redis:
-                args += ["--redis", redis]
-            sup.start(f"gateway{i}", args, url)
-            self.gateways.append(url)
-        self.relay = f"http://{HOST}:{ports['relay']}"
-        sup.start("relay", ["relay", "--listen", f"{HOST}:{ports['relay']}", "--gateway",
-                            self.gateways[0] + "/gateway"], self.relay)
+            args = ["gateway", "serve", "--listen", ANY_PORT, "--upstream",
+                    started["origin"].url, "--state", str(tmp / f"gw{i}"), "--issuer-keys",
+                    str(tmp / "issuer"), "--issuer-name", ISSUER_NAME, "--origin-name",
+                    ORIGIN_NAME]
+            specs[f"gateway{i}"] = [*args, "--redis", redis] if redis else args
+        self.gateways = [s.url for s in start_services(sup, specs).values()]
+        if relay:
+            self.relay = start_service(sup, "relay", [
+                "relay", "serve", "--listen", ANY_PORT, "--gateway",
+                self.gateways[0] + "/gateway"]).url
 
     def wallet(self, account: str = "tok-alice", **kw: object) -> TokenWallet:
-        return TokenWallet(self.issuer, account, self.tmp / f"wallet-{uuid.uuid4().hex}.json",
-                           **kw)  # type: ignore[arg-type]
+        return TokenWallet(self.issuer, account, self.wallet_path(), **kw)  # type: ignore[arg-type]
+
+    def wallet_path(self) -> Path:
+        return self.tmp / f"wallet-{uuid.uuid4().hex}.json"
 
     def direct(self, gateway: int = 0) -> OHTTPClient:
         url = self.gateways[gateway]
         return OHTTPClient(url + "/gateway", keys_url=url + "/ohttp-keys", authority="a.test")
 
 
-@pytest.fixture
-def stack(tmp_path: Path):  # type: ignore[no-untyped-def]
-    with Supervisor(tmp_path / "logs") as sup:
-        yield Stack(tmp_path, sup)
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One stack for the tests that leave its keys as they found them."""
+    tmp = tmp_path_factory.mktemp("tokens")
+    with Supervisor(tmp / "logs") as sup:
+        yield Stack(tmp, sup)
 
 
 def send_with_token(client: OHTTPClient, token: pp.Token | None) -> int:
@@ -83,7 +94,8 @@ def send_with_token(client: OHTTPClient, token: pp.Token | None) -> int:
 
 
 def test_client_answers_the_challenge_and_is_admitted(stack: Stack) -> None:
-    wallet = stack.wallet(batch=3)
+    path = stack.wallet_path()
+    wallet = TokenWallet(stack.issuer, "tok-alice", path, batch=3)
     client = OHTTPClient(stack.relay + "/", authority="a.test", tokens=wallet)
     first = client.request("POST", "/v1/echo", content=b"hello")  # 401 inside, then a token
     assert first.status == 200
@@ -92,9 +104,9 @@ def test_client_answers_the_challenge_and_is_admitted(stack: Stack) -> None:
     assert wallet.unspent(challenge()) == 2
     assert client.request("GET", "/again").status == 200
     assert wallet.unspent(challenge()) == 1
-    cache = json.loads((next(stack.tmp.glob("wallet-*.json"))).read_text())
+    cache = json.loads(path.read_text())
     assert sum(len(v) for v in cache["tokens"].values()) == 1
-    assert next(stack.tmp.glob("wallet-*.json")).stat().st_mode & 0o777 == 0o600
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_type_0x0001_tokens_work_too(stack: Stack) -> None:
@@ -125,7 +137,7 @@ def test_missing_malformed_foreign_and_replayed_tokens_get_401(stack: Stack) -> 
 
 def test_quota_holds_under_concurrency_and_answers_429(tmp_path: Path) -> None:
     with Supervisor(tmp_path / "logs") as sup:
-        stack = Stack(tmp_path, sup, quota=5)
+        stack = Stack(tmp_path, sup, quota=5, gateways=0)
 
         async def ask(session: aiohttp.ClientSession, i: int) -> int:
             wallet = stack.wallet(batch=1)
@@ -155,7 +167,7 @@ def test_quota_holds_under_concurrency_and_answers_429(tmp_path: Path) -> None:
 def test_two_gateways_sharing_redis_accept_each_token_exactly_once(tmp_path: Path) -> None:
     redis_or_skip()
     with Supervisor(tmp_path / "logs") as sup:
-        stack = Stack(tmp_path, sup, gateways=2, redis=REDIS)
+        stack = Stack(tmp_path, sup, gateways=2, redis=REDIS, relay=False)
         wallet = stack.wallet(batch=16)
         tokens = [wallet.take(challenge()) for _ in range(16)]
         configs = [stack.direct(g).key_config() for g in (0, 1)]
@@ -191,28 +203,36 @@ def test_two_gateways_sharing_redis_accept_each_token_exactly_once(tmp_path: Pat
 
 def test_unreachable_spend_store_fails_closed_with_503(tmp_path: Path) -> None:
     with Supervisor(tmp_path / "logs") as sup:
-        stack = Stack(tmp_path, sup, redis="redis://127.0.0.1:1/0")
+        stack = Stack(tmp_path, sup, redis="redis://127.0.0.1:1/0", relay=False)
         token = stack.wallet(batch=1).take(challenge())
         assert send_with_token(stack.direct(), token) == 503
 
 
-def test_rotation_overlap_then_refusal(stack: Stack) -> None:
-    wallet = stack.wallet(batch=2)
-    old_tokens = [wallet.take(challenge()), wallet.take(challenge())]
-    out = subprocess.run([sys.executable, "-m", "privproc.cli", "issuer", "rotate-keys",
-                          "--state", str(stack.tmp / "issuer"), "--overlap", "2"],
-                         capture_output=True, text=True, check=True)
-    assert "current" in out.stdout
-    client = stack.direct()
-    assert send_with_token(client, old_tokens[0]) == 200  # during the overlap
-    new_token = stack.wallet(batch=1).take(challenge())
-    assert new_token.token_key_id != old_tokens[0].token_key_id
-    time.sleep(2.2)
-    assert send_with_token(client, old_tokens[1]) == 401  # after it
-    assert send_with_token(client, new_token) == 200
-    directory = json.loads(urllib.request.urlopen(
-        stack.issuer + pp.WELL_KNOWN_ISSUER_DIRECTORY, timeout=5).read())
-    assert len(directory["token-keys"]) == 2  # only the new keys are listed now
+def test_rotation_overlap_then_refusal(tmp_path: Path) -> None:
+    with Supervisor(tmp_path / "logs") as sup:
+        stack = Stack(tmp_path, sup, relay=False)
+        wallet = stack.wallet(batch=2)
+        old_tokens = [wallet.take(challenge()), wallet.take(challenge())]
+        out = subprocess.run([sys.executable, "-m", "privproc.cli", "issuer", "rotate-keys",
+                              "--state", str(stack.tmp / "issuer"), "--grace", "3600"],
+                             capture_output=True, text=True, check=True)
+        assert "current" in out.stdout
+        client = stack.direct()
+        assert send_with_token(client, old_tokens[0]) == 200  # during the overlap
+        new_token = stack.wallet(batch=1).take(challenge())
+        assert new_token.token_key_id != old_tokens[0].token_key_id
+        # The overlap ends (as an hour passing would end it): the issuer and the gateway
+        # see it in the key files they share.
+        assert len(end_grace(issuer_keys(stack.tmp / "issuer"))) == 2  # one per token type
+        assert send_with_token(client, old_tokens[1]) == 401  # after it
+        assert send_with_token(client, new_token) == 200
+        directory = json.loads(urllib.request.urlopen(
+            stack.issuer + pp.WELL_KNOWN_ISSUER_DIRECTORY, timeout=5).read())
+        assert len(directory["token-keys"]) == 2  # only the new keys are listed now
+
+
+def issuer_keys(state: Path) -> FileKeyStore[Any]:
+    return issuer_keystore._store(state)
 
 
 def test_issuer_cannot_link_tokens_to_redemptions(stack: Stack) -> None:

@@ -23,12 +23,14 @@ class Runner:
     def __init__(self, behaviour: str) -> None:
         self.behaviour = behaviour
         self.release = threading.Event()
+        self.started = threading.Event()  # a task is running (and, if slow, waiting)
 
     def run(self, task: inner.Task, payload: dict[str, Any]) -> list[str]:
         if self.behaviour == "crash":
             raise RuntimeError(f"boom {payload}")  # the node must not pass this on
         if self.behaviour == "input":
             raise TaskInputError("draft too long")
+        self.started.set()
         if self.behaviour == "slow":
             self.release.wait(5)
         return ["ok"]
@@ -62,7 +64,7 @@ def test_invalid_input_is_a_sealed_bad_request(keys: NodeKeys) -> None:
 
 def test_deadline_gives_an_error_never_a_partial_answer(keys: NodeKeys) -> None:
     runner = Runner("slow")
-    app = create_app(NodeConfig("n", deadline=0.2), keys, runner)
+    app = create_app(NodeConfig("n", deadline=0.05), keys, runner)
     sealed, nonce, ctx = sealed_request(keys)
     _, _, body = asyncio.run(call(app, sealed))
     runner.release.set()
@@ -77,7 +79,7 @@ def test_full_node_answers_503_with_retry_after(keys: NodeKeys) -> None:
 
     async def both() -> list[tuple[int, dict[str, str], bytes]]:
         first = asyncio.create_task(call(app, sealed_request(keys)[0]))
-        await asyncio.sleep(0.2)
+        assert await asyncio.to_thread(runner.started.wait, 5)  # it holds the one worker
         second = await call(app, sealed_request(keys)[0])
         runner.release.set()
         return [await first, second]
@@ -104,7 +106,7 @@ def test_rotation_while_a_request_is_in_flight(keys: NodeKeys) -> None:
 
     async def flight() -> tuple[int, dict[str, str], bytes]:
         pending = asyncio.create_task(call(app, sealed))
-        await asyncio.sleep(0.2)
+        assert await asyncio.to_thread(runner.started.wait, 5)  # opened, now running
         await asyncio.to_thread(keys.rotate, int(time.time()))
         runner.release.set()
         return await pending

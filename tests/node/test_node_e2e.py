@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from privproc.attest.evidence import EvidencePolicy, TrustConfig, decode_bundle, verify_bundle
+from privproc.attest.evidence import (
+    EvidencePolicy,
+    TrustConfig,
+    decode_bundle,
+    node_id_for,
+    verify_bundle,
+)
 from privproc.attest.sev_snp import load_certificates
+from privproc.attest.simulated import SimulatedIdentity, SimulatedPlatform
 from privproc.client.node import open_task, seal_task
 from privproc.client.sdk import PrivateProcessingClient
 from privproc.client.tokens import TokenWallet
 from privproc.client.trust import load_trust
-from privproc.demo.up import node_id_from_log, start
+from privproc.node.app import NodeConfig, create_app
+from privproc.node.keys import NodeKeys
+from privproc.node.registration import public_bytes, register_forever
+from privproc.node.runner import EchoRunner
+from privproc.up.system import HOST, node_id_from_log, node_measurement_from_log, start
 from privproc.wire import inner, ohttp
+
+from ..servers import listening_socket, serving
 
 pytestmark = pytest.mark.slow
 MARKER = "MARKER-node-7b1e-secret-chat-line"
@@ -27,14 +44,14 @@ MARKER = "MARKER-node-7b1e-secret-chat-line"
 class NodeStack:
     """The whole system (``privproc up`` machinery) around one echo node."""
 
-    def __init__(self, tmp: Path, rotate_every: int = 3600) -> None:
+    def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.node_cwd = tmp / "node-cwd"
         self.node_cwd.mkdir()
         self.system = start(tmp / "up", nodes=1, backend="echo", node_cwd=self.node_cwd,
                             node_extra=("--heartbeat", "0.5", "--rotate-every",
-                                        str(rotate_every), "--grace", "1",
-                                        "--max-request", "65536"))
+                                        "3600", "--grace", "1",
+                                        "--max-body", "65536"))
         self.sup = self.system.sup
         self.node_id = node_id_from_log(self.sup.services["node-0"].log_text())
         trust = load_trust(self.system.client_config)
@@ -116,7 +133,11 @@ def test_logs_and_files_hold_no_request_data(stack: NodeStack) -> None:
     def snapshot() -> dict[str, float]:
         paths = [*stack.node_cwd.rglob("*"), *(stack.tmp / "up" / "node").rglob("*"),
                  *Path("/tmp").glob("*")]
-        return {str(p): p.stat().st_mtime for p in paths if p.exists()}
+        stamps = {}
+        for p in paths:
+            with contextlib.suppress(FileNotFoundError):  # other tests' files come and go
+                stamps[str(p)] = p.stat().st_mtime
+        return stamps
 
     before = snapshot()
     for _ in range(5):
@@ -134,28 +155,75 @@ def test_logs_and_files_hold_no_request_data(stack: NodeStack) -> None:
         assert "ok: task=WRITE" in text or name != "node-0"
 
 
-def test_rotation_destroys_old_keys_and_requests_sealed_to_them_fail(tmp_path: Path) -> None:
-    stack = NodeStack(tmp_path, rotate_every=2)
-    try:
-        old = stack.key_config()
-        captured, nonce, ctx = seal_task(old, inner.Task.SUMMARIZE, summarize_payload())
-        status, body = stack.process(captured)
-        assert status == 200 and open_task(ctx, nonce, body) == ["3 messages"]
-        deadline = time.time() + 15
-        while stack.key_config().key_id == old.key_id and time.time() < deadline:
-            time.sleep(0.3)
-        new = stack.key_config()
+class Clock:
+    """The node's clock: the real time plus what the test adds."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def test_rotation_destroys_old_keys_and_requests_sealed_to_them_fail(stack: NodeStack) -> None:
+    """A node of the system (same platform, same logged measurement) served in this
+    process on a clock the test moves: rotated, re-registered with the gateway, its old
+    key accepted during the grace period and destroyed after it."""
+    identity = SimulatedIdentity.load_or_create(stack.tmp / "up" / "node" / "simulated")
+    measurement = node_measurement_from_log(stack.sup.services["node-0"].log_text())
+    signing_key = Ed25519PrivateKey.generate()
+    keys = NodeKeys(SimulatedPlatform(identity, measurement, gpu=False), lifetime=3600,
+                    grace=60, registration_key=public_bytes(signing_key))
+    keys.rotate(int(time.time()))
+    node_id = node_id_for(public_bytes(signing_key))
+    clock = Clock()
+    sock = listening_socket()
+    url = f"http://{HOST}:{sock.getsockname()[1]}"
+    token = (stack.tmp / "up" / "node-token").read_text().strip()
+    wake = asyncio.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def register() -> None:
+        loops.append(asyncio.get_running_loop())
+        await register_forever(stack.system.urls["gateway"], url, keys, signing_key,
+                               interval=3600, token=token, wake=wake)
+
+    app = create_app(NodeConfig(node_id=node_id, clock=clock), keys, EchoRunner(),
+                     on_rotate=wake.set, background=register)
+
+    def listed_key_id() -> int | None:
+        bundle = next((n["bundle"] for n in stack.nodes() if n["node_id"] == node_id), None)
+        return None if bundle is None else ohttp.decode_key_config(
+            decode_bundle(base64.b64decode(bundle)).key_config).key_id
+
+    def summarize(config: ohttp.KeyConfig) -> tuple[int, list[str] | None]:
+        sealed, nonce, ctx = seal_task(config, inner.Task.SUMMARIZE, summarize_payload())
+        status, body = stack.process(sealed, node_id)
+        return status, open_task(ctx, nonce, body) if status == 200 else None
+
+    with serving(app, sock=sock):
+        poll_until(lambda: listed_key_id() is not None)
+        old = keys.current.key.config
+        assert summarize(old) == (200, ["3 messages"])
+
+        keys.rotate(int(time.time()))  # what the rotation loop does when it is due
+        loops[0].call_soon_threadsafe(wake.set)
+        new = keys.current.key.config
         assert new.key_id != old.key_id
-        time.sleep(2.5)  # past the grace period of the old key
-        captured2, _, _ = seal_task(old, inner.Task.SUMMARIZE, summarize_payload())
-        assert stack.process(captured2)[0] == 422
-        sealed, nonce, ctx = seal_task(stack.key_config(), inner.Task.SUMMARIZE,
-                                       summarize_payload())
-        status, body = stack.process(sealed)
-        assert status == 200 and open_task(ctx, nonce, body) == ["3 messages"]
-        assert "rotated: key_id=" in stack.sup.services["node-0"].log_text()
-    finally:
-        stack.sup.stop_all()
+        poll_until(lambda: listed_key_id() == new.key_id)  # registered again, new evidence
+        assert summarize(old) == (200, ["3 messages"])  # in its grace period
+        clock.offset = 61  # past the grace period of the old key
+        assert summarize(old)[0] == 422
+        assert old.key_id in keys.destroyed and old.key_id not in keys.held()
+        assert summarize(new) == (200, ["3 messages"])
+
+
+def poll_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait for something the system does, checking every 20 ms."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def test_node_reads_only_allowlisted_environment() -> None:

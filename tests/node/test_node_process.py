@@ -12,11 +12,12 @@ import pytest
 
 from privproc.attest.evidence import decode_bundle
 from privproc.client.node import open_task, seal_task
-from privproc.demo.supervisor import Supervisor, free_port
+from privproc.up.supervisor import Supervisor
 from privproc.wire import inner, ohttp
 
+from ..servers import ANY_PORT, start_service
+
 pytestmark = pytest.mark.slow
-HOST = "127.0.0.1"
 SECRET = "MARKER-env-aws-6c0d"
 TOKEN = "MARKER-env-token-91aa"
 
@@ -38,14 +39,12 @@ def workers_of(pid: int) -> list[int]:
 
 
 def test_workers_get_no_inherited_secret_and_die_with_the_node(tmp_path: Path) -> None:
-    port = free_port()
-    url = f"http://{HOST}:{port}"
     with Supervisor(tmp_path / "logs") as sup:
-        node = sup.start("node", ["node", "serve", "--listen", f"{HOST}:{port}", "--state",
-                                  str(tmp_path / "node"), "--backend", "echo",
-                                  "--concurrency", "2"],
-                         url, timeout=120, env={"AWS_SECRET_ACCESS_KEY": SECRET,
-                                                "PRIVPROC_NODE_TOKEN": TOKEN})
+        node = start_service(sup, "node", [
+            "node", "serve", "--listen", ANY_PORT, "--state", str(tmp_path / "node"),
+            "--backend", "echo", "--concurrency", "2"],
+            timeout=120, env={"AWS_SECRET_ACCESS_KEY": SECRET, "PRIVPROC_NODE_TOKEN": TOKEN})
+        url = node.url
         workers = workers_of(node.process.pid)
         assert len(workers) == 2  # started (warm) before /healthz answered
         for pid in workers:
@@ -60,7 +59,8 @@ def test_workers_get_no_inherited_secret_and_die_with_the_node(tmp_path: Path) -
 
         with urllib.request.urlopen(url + "/evidence", timeout=10) as resp:
             config = ohttp.decode_key_config(decode_bundle(resp.read()).key_config)
-        sealed, nonce, ctx = seal_task(config, inner.Task.WRITE, {"draft": "hey", "tone": "x"})
+        sealed, nonce, ctx = seal_task(config, inner.Task.WRITE,
+                                       {"draft": "hey", "tone": "rephrase"})
         request = urllib.request.Request(url + "/process", data=sealed, method="POST",
                                          headers={"content-type": inner.MEDIA_TYPE_REQUEST})
         with urllib.request.urlopen(request, timeout=10) as resp:

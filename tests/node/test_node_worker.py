@@ -225,7 +225,8 @@ async def main():
     pool = WorkerPool(WorkerSpec("tests.node.burn:burn_runner"), 1)
     await pool.start()
     running = asyncio.ensure_future(pool.run(Task.WRITE, {"draft": "burn"}, 600))
-    await asyncio.sleep(0.2)
+    while pool.gauges()["workers_busy"] < 1:  # the task has reached the worker
+        await asyncio.sleep(0.01)
     print(pool.pids[0], flush=True)
     await running
 

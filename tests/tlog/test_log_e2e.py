@@ -15,22 +15,23 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from privproc.demo.supervisor import Supervisor, free_port
 from privproc.tlog.client import (
     CheckpointVerificationError,
     LogClient,
     LogPolicy,
     http_fetcher,
 )
-from privproc.tlog.keys import create_signer
+from privproc.tlog.keys import create_signer, load_or_create_signer
 from privproc.tlog.storage import PostgresStorage
+from privproc.up.supervisor import Supervisor
 from privproc.wire import note
 
+from ..servers import ANY_PORT, start_service
 from .conftest import PG_DSN, _postgres_available
 from .helpers import release
 
 pytestmark = pytest.mark.slow
-HOST = "127.0.0.1"
+LOG_ORIGIN = "log.test"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -62,52 +63,31 @@ def wait_published(stack: LogStack, size: int, timeout: float = 10.0) -> None:
 
 
 class LogStack:
+    """A witness and a log (each on a port of its own, bound to 0). The log's key is made
+    here, as its first start would make it, so the witness can be told it up front."""
+
     def __init__(self, tmp: Path, sup: Supervisor, db: str | None = None) -> None:
         self.tmp, self.sup, self.db = tmp, sup, db
         self.schema = f"e2e_{uuid.uuid4().hex[:10]}"
         self.publisher = create_signer(tmp / "pub.key", "releases.test")
-        self.log_port, self.witness_port = free_port(), free_port()
-        self.url = f"http://{HOST}:{self.log_port}"
-        self.witness_url = f"http://{HOST}:{self.witness_port}"
-        # First start creates the log key; its vkey configures the witness.
-        self.start_log(witness=False)
-        self.log_vkey = vkey_from_log(sup.services["log"].log_text(), "log vkey")
-        sup.stop("log")
-        sup.start(
-            "witness",
-            [
-                "witness",
-                "serve",
-                "--listen",
-                f"{HOST}:{self.witness_port}",
-                "--state",
-                str(tmp / "witness"),
-                "--log",
-                self.log_vkey,
-            ],
-            self.witness_url,
-        )
-        self.witness_vkey = vkey_from_log(sup.services["witness"].log_text(), "witness vkey")
+        self.log_vkey = load_or_create_signer(tmp / "log" / "log.key", LOG_ORIGIN).verifier_key
+        witness = start_service(sup, "witness", [
+            "witness", "serve", "--listen", ANY_PORT, "--state", str(tmp / "witness"),
+            "--log-vkey", self.log_vkey])
+        self.witness_url = witness.url
+        self.witness_vkey = vkey_from_log(witness.log_text(), "witness vkey")
+        self.url = ""
         self.start_log()
+        assert vkey_from_log(sup.services["log"].log_text(), "log vkey") == self.log_vkey
 
-    def start_log(self, witness: bool = True, name: str = "log") -> None:
-        args = [
-            "log",
-            "serve",
-            "--listen",
-            f"{HOST}:{self.log_port}",
-            "--state",
-            str(self.tmp / "log"),
-            "--publisher",
-            self.publisher.verifier_key,
-            "--batch-wait",
-            "0.005",
-        ]
+    def start_log(self, name: str = "log") -> None:
+        args = ["log", "serve", "--listen", ANY_PORT, "--state", str(self.tmp / "log"),
+                "--origin", LOG_ORIGIN, "--publisher", self.publisher.verifier_key,
+                "--batch-wait", "0.005",
+                "--witness", f"{self.witness_url}={self.witness_vkey}", "--quorum", "1"]
         if self.db:
             args += ["--db", self.db, "--db-schema", self.schema]
-        if witness:
-            args += ["--witness", f"{self.witness_url}={self.witness_vkey}", "--quorum", "1"]
-        self.sup.start(name, args, self.url)
+        self.url = start_service(self.sup, name, args).url
 
     @property
     def policy(self) -> LogPolicy:
@@ -218,13 +198,18 @@ def test_kill_9_during_appends_loses_no_acknowledged_record(stack: LogStack) -> 
                     seen_checkpoints.append(await resp.read())
             except (aiohttp.ClientError, ConnectionError):
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
 
     async def run() -> None:
         async with aiohttp.ClientSession() as s:
             tasks = [asyncio.create_task(writer(s, w)) for w in range(8)]
             tasks.append(asyncio.create_task(watcher(s)))
-            await asyncio.sleep(1.5)
+
+            async def under_way() -> None:  # appends acknowledged, checkpoints seen: crash
+                while len(acked) < 40 or len(seen_checkpoints) < 5:
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(under_way(), 30)
             stack.sup.services["log"].process.send_signal(signal.SIGKILL)
             await asyncio.wait_for(asyncio.gather(*tasks), 30)
 

@@ -716,9 +716,9 @@ def test_cli_parser_and_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     parser = argparse.ArgumentParser()
     witness_cli.configure_parser(parser)
     args = parser.parse_args(["--listen", "127.0.0.1:0", "--state", str(tmp_path),
-                              "--log", LOG.verifier().verifier_key,
-                              "--log", LOG_NEXT.verifier().verifier_key,
-                              "--log", OTHER.verifier().verifier_key])
+                              "--log-vkey", LOG.verifier().verifier_key,
+                              "--log-vkey", LOG_NEXT.verifier().verifier_key,
+                              "--log-vkey", OTHER.verifier().verifier_key])
     assert args.name == witness_cli.DEFAULT_NAME
     served: list[object] = []
 
@@ -743,15 +743,14 @@ def test_cli_parser_and_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 def test_cli_parser_errors(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--log-level", default="info")  # as the main CLI's service() does
     witness_cli.configure_parser(parser)
     for argv in (
-        ["--listen", "nope", "--state", "s", "--log", LOG.verifier().verifier_key],
-        ["--listen", "127.0.0.1:1", "--state", "s", "--log", "garbage"],
-        ["--listen", "127.0.0.1:1", "--state", "s", "--log", WITNESS.verifier_key],
+        ["--listen", "nope", "--state", "s", "--log-vkey", LOG.verifier().verifier_key],
+        ["--listen", "127.0.0.1:1", "--state", "s", "--log-vkey", "garbage"],
+        ["--listen", "127.0.0.1:1", "--state", "s", "--log-vkey", WITNESS.verifier_key],
         ["--listen", "127.0.0.1:1", "--state", "s"],
         ["--listen", "127.0.0.1:1", "--state", "s", "--name", "a+b",
-         "--log", LOG.verifier().verifier_key],
+         "--log-vkey", LOG.verifier().verifier_key],
     ):
         with pytest.raises(SystemExit):
             parser.parse_args(argv)
@@ -853,11 +852,12 @@ def test_client_reports_malformed_answers_and_transport_errors() -> None:
                 ]:
                     with pytest.raises(WitnessError, match=message):
                         await request_cosignature(session, base + path, note, 0, [])
-                with socket.socket() as s:
+                with socket.socket() as s:  # bound and held, not listening: refused
                     s.bind(("127.0.0.1", 0))
                     closed = s.getsockname()[1]
-                with pytest.raises(WitnessError, match="transport error"):
-                    await request_cosignature(session, f"http://127.0.0.1:{closed}", note, 0, [])
+                    with pytest.raises(WitnessError, match="transport error"):
+                        await request_cosignature(session, f"http://127.0.0.1:{closed}",
+                                                  note, 0, [])
         finally:
             await runner.cleanup()
 

@@ -67,6 +67,12 @@ def rsa_key() -> rsa.RSAPrivateKey:
 
 
 @cache
+def rsa_3072_key() -> rsa.RSAPrivateKey:
+    """A key of a size token type 2 does not use (made once)."""
+    return blindrsa.generate_private_key(3072)
+
+
+@cache
 def voprf_key() -> pp.VoprfIssuerKey:
     return pp.VoprfIssuerKey(b"\x07" * 48)
 
@@ -310,7 +316,7 @@ def test_issue_failures() -> None:
     too_big = TokenRequest(2, request2.truncated_token_key_id, b"\xff" * 256)
     with pytest.raises(PrivacyPassError, match="modulus"):
         pp.issue(sk, too_big)
-    small = blindrsa.generate_private_key(3072)
+    small = rsa_3072_key()
     with pytest.raises(PrivacyPassError, match="2048"):
         pp.issue(small, request2)
 
@@ -349,7 +355,7 @@ def test_begin_issuance_checks() -> None:
     with pytest.raises(PrivacyPassError, match="nonce"):
         pp.begin_issuance(1, key.public_key, challenge(1), nonce=b"\x00" * 31)
     with pytest.raises(PrivacyPassError, match="2048"):
-        pp.begin_issuance(2, blindrsa.generate_private_key(3072).public_key(), challenge(2))
+        pp.begin_issuance(2, rsa_3072_key().public_key(), challenge(2))
     with pytest.raises(PrivacyPassError, match="compressed"):
         pp.begin_issuance(1, b"\x04" + key.public_key[1:], challenge(1))
     with pytest.raises(PrivacyPassError, match="unsupported token type 0x0003"):

@@ -1,16 +1,5 @@
 """``privproc attest verify`` and ``privproc measure``.
 
-Wire into the main command line::
-
-    attest = sub.add_parser("attest", help="attestation evidence tools")
-    attest_sub = attest.add_subparsers(dest="attest_action", required=True)
-    p = attest_sub.add_parser("verify", help="verify an evidence bundle or an SEV-SNP report")
-    attest_cli.configure_verify_parser(p)
-    p.set_defaults(func=attest_cli.run_verify)
-    p = sub.add_parser("measure", help="compute a node's launch measurement")
-    attest_cli.configure_measure_parser(p)
-    p.set_defaults(func=attest_cli.run_measure)
-
 ``run_verify`` prints the verified claims and returns 0, or prints ``REFUSED: <error>:
 <reason>`` and returns 1; a usage problem (unreadable file, missing option, bad policy
 file) goes to stderr with exit status 2. Passing ``--allow-simulated-root`` prints the
@@ -28,6 +17,7 @@ from typing import TextIO
 
 from cryptography import x509
 
+from privproc import clikit
 from privproc.attest import evidence, sev_snp
 from privproc.attest.errors import AttestationError
 from privproc.attest.evidence import (
@@ -40,9 +30,11 @@ from privproc.attest.evidence import (
 from privproc.attest.measure import MeasurementToolError, measure_simulated, measure_snp
 from privproc.attest.sev_snp import SIMULATED_PREFIX, SigningKey, VerifiedSnp
 from privproc.attest.simulated import warn_simulated
+from privproc.errors import PrivprocError
 
 __all__ = [
     "UsageError",
+    "configure",
     "configure_measure_parser",
     "configure_verify_parser",
     "run_measure",
@@ -50,7 +42,7 @@ __all__ = [
 ]
 
 
-class UsageError(Exception):
+class UsageError(PrivprocError):
     """A command-line input is missing or unusable (exit status 2)."""
 
 
@@ -94,22 +86,43 @@ def configure_verify_parser(p: argparse.ArgumentParser) -> None:
 
 
 def configure_measure_parser(p: argparse.ArgumentParser) -> None:
-    """Add the ``measure`` arguments to ``p``."""
-    p.add_argument("--platform", choices=list(evidence.PLATFORMS), required=True)
-    sim = p.add_argument_group("simulated platform")
-    sim.add_argument("--config", type=Path, metavar="FILE", help="node configuration file")
-    sim.add_argument("--model", type=Path, metavar="FILE", help="model weights file")
+    """Add the ``measure`` arguments to ``p``: its defaults are ``node serve``'s, so a
+    default node's measurement is ``privproc measure`` with no options."""
+    from privproc.node.cli import add_release_options
+
+    p.add_argument("--platform", choices=list(evidence.PLATFORMS),
+                   default=evidence.PLATFORM_SIMULATED, help="the platform to measure for")
+    sim = p.add_argument_group("simulated platform (the same options as 'node serve')")
+    add_release_options(sim)
     sim.add_argument("--code-root", type=Path, metavar="DIR",
                      help="privproc package directory to measure (default: the installed one)")
     snp = p.add_argument_group("sev-snp (needs: pip install sev-snp-measure)")
-    snp.add_argument("--ovmf", type=Path, metavar="FILE")
-    snp.add_argument("--kernel", type=Path, metavar="FILE")
-    snp.add_argument("--initrd", type=Path, metavar="FILE")
+    snp.add_argument("--ovmf", type=Path, metavar="FILE", help="the OVMF firmware image")
+    snp.add_argument("--kernel", type=Path, metavar="FILE", help="the guest kernel")
+    snp.add_argument("--initrd", type=Path, metavar="FILE", help="the guest initrd")
     snp.add_argument("--append", metavar="CMDLINE", help="kernel command line")
-    snp.add_argument("--vcpus", type=int, metavar="N")
+    snp.add_argument("--vcpus", type=clikit.positive_int, metavar="N", help="guest vCPUs")
     snp.add_argument("--vcpu-type", metavar="TYPE", help="QEMU CPU model, e.g. EPYC-v4")
-    snp.add_argument("--guest-features", type=lambda v: int(v, 0), default=0x1,
-                     metavar="VALUE", help="SEV_FEATURES (default 0x1)")
+    snp.add_argument("--guest-features", type=_int_any_base, default=0x1,
+                     metavar="VALUE", help="SEV_FEATURES")
+
+
+def _int_any_base(value: str) -> int:
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+
+
+def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``privproc attest verify`` and ``privproc measure``."""
+    attest = clikit.group(sub, "attest", "Attestation evidence tools.")
+    verify = clikit.leaf(attest, "verify",
+                         "Verify an evidence bundle or an SEV-SNP report; exit 0/1.", run_verify)
+    configure_verify_parser(verify)
+    measure = clikit.leaf(sub, "measure", "Compute the launch measurement of a node release.",
+                          run_measure)
+    configure_measure_parser(measure)
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,10 +295,10 @@ def run_verify(args: argparse.Namespace, *, out: TextIO | None = None,
 
 def _measure(args: argparse.Namespace) -> bytes:
     if args.platform == evidence.PLATFORM_SIMULATED:
-        if args.config is None or args.model is None:
-            raise UsageError("--platform simulated needs --config FILE and --model FILE")
-        config = _read(args.config, "node config")
-        return measure_simulated(config, args.model, args.code_root)
+        from privproc.node.cli import release_inputs
+
+        config, model = release_inputs(args)
+        return measure_simulated(config, model, args.code_root)
     if args.ovmf is None or args.vcpus is None or args.vcpu_type is None:
         raise UsageError("--platform sev-snp needs --ovmf FILE, --vcpus N and --vcpu-type TYPE")
     try:

@@ -7,6 +7,8 @@ precise subclass. Messages state what was expected and what was found.
 
 from __future__ import annotations
 
+from privproc.errors import PrivprocError
+
 __all__ = [
     "AbiVersionTooLowError",
     "AttestationError",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 
-class AttestationError(Exception):
+class AttestationError(PrivprocError):
     """Base class: the evidence must not be trusted."""
 
 
@@ -143,6 +145,6 @@ class GpuEvidenceMissingError(PolicyError):
     """The policy requires GPU evidence and the bundle carries none."""
 
 
-class PlatformError(Exception):
+class PlatformError(PrivprocError):
     """A platform provider could not produce evidence (node side; not a verification
     result): the TEE interface is missing, busy, or returned something unusable."""

@@ -25,6 +25,8 @@ import struct
 from pathlib import Path
 from typing import Any, Final
 
+from privproc.errors import PrivprocError
+
 __all__ = [
     "MeasurementToolError",
     "code_listing",
@@ -37,7 +39,7 @@ _LABEL: Final = b"privproc-simulated-measurement-v1\x00"
 _CHUNK: Final = 1 << 20
 
 
-class MeasurementToolError(RuntimeError):
+class MeasurementToolError(PrivprocError, RuntimeError):
     """The measurement cannot be computed here (a tool is missing, or an input is unusable)."""
 
 

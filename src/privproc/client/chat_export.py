@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from privproc.errors import PrivprocError
 from privproc.inference.chat import SYSTEM_MARK, LineKind, classify, clean_text
 
 _IOS = re.compile(
@@ -34,7 +35,7 @@ _MARKS = dict.fromkeys(map(ord, "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\ufef
 
 
 
-class ChatExportError(ValueError):
+class ChatExportError(PrivprocError, ValueError):
     """The file has no message in a known WhatsApp export format."""
 
 

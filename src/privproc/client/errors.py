@@ -1,12 +1,79 @@
-"""The client SDK's exception hierarchy: every failure the SDK reports is a ClientError."""
+"""The client SDK's exception hierarchy: every failure the SDK reports is a ClientError.
+
+The SDK's public methods (:class:`~privproc.client.sdk.PrivateProcessingClient` and its
+async variant: the constructors, ``refresh``, ``start``, ``close``, ``candidates``,
+``verified_nodes``, ``summarize``, ``write``, ``gateway_key``, ...) raise nothing else:
+a failure of a layer below (the log, the network, the local state files) is raised as
+the subclass that says what failed, with the original exception as ``__cause__``.
+Tell cases apart by type, never by message text; expiry, for instance, is
+:class:`KeyExpiredError` (a node's attested key) or :class:`KeyRecordExpiredError` (every
+logged gateway or issuer key), and :attr:`NoVerifiedNodeError.errors` keeps each refused
+node's exception.
+
+Outline (indentation is inheritance)::
+
+    ClientError
+        RequestError
+            InvalidInputError        (also a ValueError) bad argument; nothing sent or spent
+        TrustConfigError             the trust file
+        StateError                   the local state files (log view, token wallet)
+        TransportError
+            RelayRefusedError, NodeBusyError
+            LogUnavailableError      (also a LogError)
+        KeyConfigFetchError, ResponseError
+        NodeVerificationError
+            EvidenceRefusedError, KeyExpiredError, MeasurementNotLoggedError,
+            ReleaseRevokedError
+        NoVerifiedNodeError
+        KeyNotLoggedError
+            TooManyKeysError, KeyRecordExpiredError
+        LogError
+            LogVerificationError
+                LogForkDetectedError (also a privproc.tlog.client.LogForkError)
+        UnexpectedError              a failure the SDK does not classify
+
+Defined beside their code, also ClientErrors: ``tokens.TokenError`` (and
+``QuotaExceededError``), ``node.NodeResponseError``, ``node.TaskFailedError``,
+``receipt.ReceiptError``.
+"""
+
+from collections.abc import Mapping
+
+from privproc.errors import PrivprocError
+from privproc.tlog.client import LogForkError
 
 
-class ClientError(Exception):
+class ClientError(PrivprocError):
     """Base class for every error the client SDK raises."""
 
 
 class RequestError(ClientError):
     """The request given to the SDK cannot be encoded (bad method, path or fields)."""
+
+
+class InvalidInputError(RequestError, ValueError):
+    """An argument given to the SDK is outside what it (or the node) accepts: refused
+    before any network access or token spend. ``field`` names the argument (for
+    summaries and rewrites as :mod:`privproc.wire.limits` does: ``messages[3].text``,
+    ``max_bullets``, ``reader``, ``draft``, ``tone``, ...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TrustConfigError(ClientError):
+    """The trust configuration file is missing, malformed or inconsistent."""
+
+
+class StateError(ClientError):
+    """The client's local state (the log view or the token wallet in its state
+    directory) cannot be read or written."""
+
+
+class UnexpectedError(ClientError):
+    """A failure the SDK does not classify (a bug, or a fault of a layer below it); the
+    original exception is ``__cause__``. Worth reporting."""
 
 
 class TransportError(ClientError):
@@ -55,12 +122,17 @@ class ReleaseRevokedError(NodeVerificationError):
 
 
 class NoVerifiedNodeError(ClientError):
-    """No candidate node passed verification: nothing was sent."""
+    """No candidate node passed verification: nothing was sent. ``errors`` holds each
+    refused node's exception (test them by type: every node's key expired is
+    ``all(isinstance(e, KeyExpiredError) for e in errors.values())``), ``reasons`` the
+    same as text."""
 
-    def __init__(self, reasons: dict[str, str]) -> None:
+    def __init__(self, reasons: dict[str, str],
+                 errors: Mapping[str, NodeVerificationError] | None = None) -> None:
         detail = "; ".join(f"{n}: {r}" for n, r in sorted(reasons.items())) or "none offered"
         super().__init__(f"no verified node ({detail})")
         self.reasons = reasons
+        self.errors: dict[str, NodeVerificationError] = dict(errors or {})
 
 
 class KeyNotLoggedError(ClientError):
@@ -73,6 +145,29 @@ class TooManyKeysError(KeyNotLoggedError):
     a sign that some clients are being given keys of their own."""
 
 
-class LogVerificationError(ClientError):
-    """The log's checkpoint or a stapled proof does not verify (the log fork case is
-    :class:`privproc.tlog.client.LogForkError`, raised as is)."""
+class KeyRecordExpiredError(KeyNotLoggedError):
+    """Every key record of the gateway's (or the issuer's) keys in the log has expired:
+    the owner has not logged a new key yet, or this device's clock is ahead."""
+
+
+class LogError(ClientError):
+    """The transparency log could not be read or does not verify (the original failure,
+    a :class:`privproc.tlog.client.LogClientError`, is ``__cause__``)."""
+
+
+class LogUnavailableError(LogError, TransportError):
+    """The log's checkpoint, tiles or entries could not be read through the relay."""
+
+
+class LogVerificationError(LogError):
+    """The log's checkpoint or a stapled proof does not verify."""
+
+
+class LogForkDetectedError(LogVerificationError, LogForkError):
+    """Two signed checkpoints of the log that are not consistent: proof that the log
+    shows different clients different histories. ``first`` and ``second`` are the two
+    signed checkpoint notes, the evidence to keep. Also a
+    :class:`privproc.tlog.client.LogForkError`."""
+
+    def __init__(self, message: str, first: bytes, second: bytes) -> None:
+        LogForkError.__init__(self, message, first, second)

@@ -19,25 +19,39 @@ Log syncs, key refreshes and token refills are meant to run in the background
 jittered schedule), so a request touches the relay alone; only an empty wallet or
 information that changed since the last refresh makes a request fetch first (still
 through the relay, except the wallet's issuer).
+
+Build a client with :meth:`PrivateProcessingClient.from_trust_file` (or
+:meth:`AsyncPrivateProcessingClient.from_trust_file`); :func:`privproc.paths.default_trust_file`
+names the trust file of the default state directory. Input is checked against the inner
+protocol's limits (:mod:`privproc.wire.limits`) before anything is fetched or spent, and
+every public method raises only :class:`~privproc.client.errors.ClientError` subclasses
+(:mod:`privproc.client.errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import http.client
 import json
+import os
 import secrets
+import socket
+import ssl
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ParamSpec, Self, TypeVar
 from urllib.parse import urljoin
+
+import aiohttp
 
 from privproc.budget import CLIENT_TIMEOUT
 from privproc.tlog.client import (
@@ -47,23 +61,32 @@ from privproc.tlog.client import (
     LogForkError,
     http_fetcher,
 )
-from privproc.tlog.view import LogView
+from privproc.tlog.record import PURPOSE_OHTTP_GATEWAY, format_time, privacypass_purpose
+from privproc.tlog.view import LogView, LogViewStateError
 from privproc.wire import inner, ohttp
 from privproc.wire import privacypass as pp
+from privproc.wire.limits import RequestInputError, check_summary_request, check_write_request
 
 from .errors import (
     ClientError,
     EvidenceRefusedError,
+    InvalidInputError,
     KeyExpiredError,
     KeyNotLoggedError,
+    KeyRecordExpiredError,
+    LogForkDetectedError,
+    LogUnavailableError,
     LogVerificationError,
     MeasurementNotLoggedError,
     NodeBusyError,
     NodeVerificationError,
     NoVerifiedNodeError,
     ReleaseRevokedError,
+    StateError,
     TooManyKeysError,
     TransportError,
+    TrustConfigError,
+    UnexpectedError,
 )
 from .node import NodeResponseError, open_output, seal_task
 from .ohttp import OHTTPClient
@@ -83,9 +106,12 @@ from .trust import ClientTrust, load_trust
 
 __all__ = [
     "AsyncPrivateProcessingClient",
+    "ClientError",
     "EvidenceRefusedError",
+    "InvalidInputError",
     "KeyExpiredError",
     "KeyNotLoggedError",
+    "KeyRecordExpiredError",
     "MeasurementNotLoggedError",
     "NoVerifiedNodeError",
     "NodeList",
@@ -96,12 +122,20 @@ __all__ = [
     "Result",
     "TooManyKeysError",
     "VerifiedNode",
+    "summary_payload",
     "verify_receipt",
+    "write_payload",
 ]
 
 DEFAULT_REFRESH_SECONDS = 300.0
 MAX_BUSY_RETRIES = 6  # requests to busy nodes (503) before giving up; each costs a token
 _random = secrets.SystemRandom()
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+# Failures of the network below the SDK's own handling (a read cut short, TLS, DNS).
+_NETWORK_ERRORS = (ConnectionError, TimeoutError, socket.gaierror, socket.herror,
+                   ssl.SSLError, urllib.error.URLError, http.client.HTTPException,
+                   aiohttp.ClientError)
 
 
 @dataclass(frozen=True)
@@ -124,20 +158,115 @@ class Result:
     flags: tuple[str, ...] = ()
 
 
+def _client_error(exc: Exception) -> ClientError:
+    """The ClientError that reports ``exc`` (the caller raises it ``from exc``)."""
+    if isinstance(exc, ClientError):
+        return exc
+    if isinstance(exc, LogForkError):
+        return LogForkDetectedError(str(exc), exc.first, exc.second)
+    if isinstance(exc, LogViewStateError):
+        return StateError(f"the kept log view cannot be used: {exc}")
+    if isinstance(exc, LogFetchError):
+        return LogUnavailableError(f"cannot read the log through the relay: {exc}")
+    if isinstance(exc, LogClientError):
+        return LogVerificationError(f"the log does not verify: {exc}")
+    if isinstance(exc, _NETWORK_ERRORS):
+        return TransportError(f"network failure: {type(exc).__name__}: {exc}")
+    if isinstance(exc, OSError):  # what is left of OSError: the state files
+        return StateError(f"cannot read or write the client's state: {exc}")
+    return UnexpectedError(f"unexpected {type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def _contract() -> Iterator[None]:
+    """The SDK's boundary: only ClientErrors leave, the original as ``__cause__``."""
+    try:
+        yield
+    except ClientError:
+        raise
+    except Exception as exc:  # the contract: every failure leaves as a ClientError
+        raise _client_error(exc) from exc
+
+
+def _public(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A public method of the SDK: it raises ClientErrors only (see :func:`_contract`)."""
+
+    @functools.wraps(method)
+    def checked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _contract():
+            return method(*args, **kwargs)
+
+    return checked
+
+
 @contextmanager
 def _log_errors() -> Iterator[None]:
-    """Log failures as client errors; a fork stays a LogForkError (it is evidence)."""
+    """Log failures as client errors, but a fork stays a raw LogForkError inside the SDK
+    (it is evidence: the token wallet, which takes a ClientError from a key check as a
+    refusal of one key, must not swallow it); :func:`_contract` converts it on the way
+    out."""
     try:
         yield
     except LogForkError:
         raise
-    except LogFetchError as exc:
-        raise TransportError(f"cannot read the log through the relay: {exc}") from None
     except LogClientError as exc:
-        raise LogVerificationError(f"the log does not verify: {exc}") from None
+        raise _client_error(exc) from exc
+
+
+def _invalid(exc: RequestInputError) -> InvalidInputError:
+    return InvalidInputError(exc.field, str(exc))
+
+
+def summary_payload(messages: object, max_bullets: object = 5, reader: object = None
+                    ) -> dict[str, Any]:
+    """The summarize request's JSON payload, or :class:`InvalidInputError` if the node
+    would refuse it (:func:`privproc.wire.limits.check_summary_request`)."""
+    try:
+        check_summary_request(messages, max_bullets, reader)
+    except RequestInputError as exc:
+        raise _invalid(exc) from exc
+    assert isinstance(messages, list | tuple)
+    payload: dict[str, Any] = {
+        "messages": [{"sender": m["sender"], "time": m["time"], "text": m["text"]}
+                     for m in messages],
+        "max_bullets": max_bullets,
+    }
+    if reader:
+        payload["reader"] = reader
+    return payload
+
+
+def write_payload(draft: object, tone: object) -> dict[str, Any]:
+    """The write request's JSON payload, or :class:`InvalidInputError` if the node would
+    refuse it (:func:`privproc.wire.limits.check_write_request`)."""
+    try:
+        check_write_request(draft, tone)
+    except RequestInputError as exc:
+        raise _invalid(exc) from exc
+    return {"draft": draft, "tone": tone}
 
 
 class PrivateProcessingClient:
+    """A client of Private Processing: verifies the system, then summarizes and rewrites.
+
+    Build it from a trust file, the one documented way::
+
+        client = PrivateProcessingClient.from_trust_file(default_trust_file())
+        with client.start():
+            result = client.summarize(messages, 5, reader="Sam")
+
+    (``privproc.client.default_trust_file()``: ``client.toml`` in the per-user state
+    directory.) The constructor, which takes a parsed :class:`ClientTrust` and an optional
+    :class:`TokenWallet`, is for tests and embedders that build those themselves.
+
+    Every public method raises only :class:`~privproc.client.errors.ClientError`
+    subclasses. ``summarize`` and ``write`` check their input against the node's limits
+    (:mod:`privproc.wire.limits`) first and raise
+    :class:`~privproc.client.errors.InvalidInputError` before anything is fetched, sent
+    or spent.
+    """
+
+    @_public
     def __init__(
         self,
         trust: ClientTrust,
@@ -177,27 +306,46 @@ class PrivateProcessingClient:
         self._retry_after = 1.0
 
     @classmethod
-    def from_trust_file(cls, path: Path, *, state_dir: Path | None = None,
-                        **kwargs: Any) -> Self:
-        """A client for the trust file at ``path``, keeping its state (log view, tokens)
-        in ``state_dir`` (default: the trust file's folder)."""
-        trust = load_trust(path)
-        state_dir = state_dir if state_dir is not None else path.parent
+    @_public
+    def from_trust_file(cls, path: str | os.PathLike[str], *,
+                        state_dir: str | os.PathLike[str] | None = None,
+                        progress: Callable[[str], None] | None = None,
+                        timeout: float = CLIENT_TIMEOUT) -> Self:
+        """A client for the trust file at ``path`` (see :mod:`privproc.client.trust`),
+        keeping its state (log view, token wallet) in ``state_dir`` (default: the trust
+        file's folder). ``progress`` is told, in words, what the client verified, refused
+        or fetched; ``timeout`` bounds each HTTP exchange (seconds).
+
+        Raises :class:`TrustConfigError` for the trust file, :class:`StateError` for an
+        unusable state file, nothing that is not a ClientError.
+        """
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidInputError("path", f"path must be a path to the trust file, got "
+                                            f"{type(path).__name__}")
+        path = Path(path)
+        try:
+            trust = load_trust(path)
+        except TrustConfigError:
+            raise
+        except Exception as exc:  # whatever the loader lets through
+            raise TrustConfigError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        state = Path(state_dir) if state_dir is not None else path.parent
         wallet = None
         if trust.tokens is not None:
             wallet = TokenWallet(trust.tokens.issuer_url, trust.tokens.account_token,
-                                 state_dir / "tokens.json", token_type=trust.tokens.token_type,
-                                 on_fetch=kwargs.get("progress"))
-        return cls(trust, tokens=wallet, state_dir=state_dir, **kwargs)
+                                 state / "tokens.json", token_type=trust.tokens.token_type,
+                                 on_fetch=progress)
+        return cls(trust, tokens=wallet, state_dir=state, progress=progress, timeout=timeout)
 
     # -- background ---------------------------------------------------------------------
 
+    @_public
     def refresh(self, *, tokens: bool = True) -> None:
         """Sync the log view, re-verify the key bundle, drop revoked nodes and (with
         ``tokens``) refill the wallet if it runs low. All through the relay, but refills."""
         with self._lock, _log_errors():
             self.view.sync()
-            self.refresh_keys()
+            self._refresh_keys()
             for node_id, node in list(self._verified.items()):
                 if self.view.revocation(node.measurement) is not None:
                     self.progress(f"dropped node {node_id}: its release was revoked")
@@ -208,11 +356,18 @@ class PrivateProcessingClient:
             if added:
                 self.progress(f"token wallet refilled: {added} new tokens")
 
+    @_public
     def start(self, interval: float = DEFAULT_REFRESH_SECONDS, jitter: float = 0.5) -> Self:
         """Refresh once now (without the issuer), then in the background every
         ``interval`` seconds, each wait drawn from ``interval * (1 ± jitter)``."""
-        if not 0 <= jitter < 1 or interval <= 0:
-            raise ValueError(f"need interval > 0 and 0 <= jitter < 1, got {interval}, {jitter}")
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or (
+                not interval > 0):
+            raise InvalidInputError("interval", f"interval must be a number of seconds > 0, "
+                                                f"got {interval!r}")
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or (
+                not 0 <= jitter < 1):
+            raise InvalidInputError("jitter", f"jitter must be a number in [0, 1), got "
+                                              f"{jitter!r}")
         self.refresh(tokens=False)
         if self._thread is None:
             self._stop.clear()
@@ -226,10 +381,11 @@ class PrivateProcessingClient:
         while not self._stop.wait(delay):
             try:
                 self.refresh()
-            except (ClientError, LogClientError) as exc:
+            except ClientError as exc:
                 self.progress(f"background refresh failed: {type(exc).__name__}: {exc}")
             delay = interval * _random.uniform(1 - jitter, 1 + jitter)
 
+    @_public
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -252,44 +408,74 @@ class PrivateProcessingClient:
                 body: bytes = resp.read()
                 return body
         except urllib.error.HTTPError as exc:
-            raise TransportError(f"relay answered {exc.code} for {path}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise TransportError(f"cannot reach relay {self.relay_url}: {exc}") from None
+            raise TransportError(f"relay answered {exc.code} for {path}") from exc
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            raise TransportError(f"cannot reach relay {self.relay_url}: {exc}") from exc
 
+    @_public
     def refresh_keys(self) -> VerifiedKeys:
         """Fetch the key bundle through the relay and keep the keys that verify."""
+        return self._refresh_keys()
+
+    # The private methods run inside the SDK (the wallet's key check among them) and call
+    # no public one: they may raise a raw LogForkError, which the public methods convert.
+
+    def _refresh_keys(self) -> VerifiedKeys:
         body = self._get("privproc/keys")
         with self._lock, _log_errors():
             keys = verify_key_bundle(body, self.trust, self.view, self.clock())
             self._keys, self._gateway = keys, None
         return keys
 
+    @_public
     def gateway_key(self) -> GatewayKey:
         """The gateway key to seal to: logged, valid now, not one of a surplus."""
+        return self._gateway_key()
+
+    def _gateway_key(self) -> GatewayKey:
         now = self.clock()
         current = self._gateway
         if current is not None and current.logged.record.valid_at(now):
             return current
-        keys = self._keys if self._keys is not None else self.refresh_keys()
+        keys = self._keys if self._keys is not None else self._refresh_keys()
         try:
             with _log_errors():
                 current = pick_gateway_key(keys, self.trust, self.view, now)
         except TooManyKeysError:
             raise
         except KeyNotLoggedError:
-            keys = self.refresh_keys()  # the kept bundle may be older than a rotation
-            with _log_errors():
+            keys = self._refresh_keys()  # the kept bundle may be older than a rotation
+            with (self._expiry(PURPOSE_OHTTP_GATEWAY, self.trust.gateway_name, now),
+                  _log_errors()):
                 current = pick_gateway_key(keys, self.trust, self.view, now)
         self._gateway = current
         return current
 
+    @contextmanager
+    def _expiry(self, purpose: str, owner: str, now: float) -> Iterator[None]:
+        """A KeyNotLoggedError raised as KeyRecordExpiredError when every key record of
+        ``purpose`` and ``owner`` in the log has expired."""
+        try:
+            yield
+        except KeyNotLoggedError as exc:
+            if isinstance(exc, TooManyKeysError | KeyRecordExpiredError):
+                raise
+            records = self.view.keys(purpose, owner)
+            if not records or any(k.not_after > now for k in records):
+                raise
+            last = max(k.not_after for k in records)
+            raise KeyRecordExpiredError(
+                f"every {purpose} key record of {owner!r} in the log has expired, the last "
+                f"at {format_time(last)} (now is {format_time(int(now))}): {owner} has not "
+                "logged a new key, or this device's clock is ahead") from exc
+
     def _gateway_key_config(self, refresh: bool) -> ohttp.KeyConfig:
         if refresh:  # the gateway answered 422: it has rotated since
-            self.refresh_keys()
-        return self.gateway_key().config
+            self._refresh_keys()
+        return self._gateway_key().config
 
     def _check_issuer_key(self, token_type: int, token_key: bytes) -> None:
-        keys = self._keys if self._keys is not None else self.refresh_keys()
+        keys = self._keys if self._keys is not None else self._refresh_keys()
         now = self.clock()
         try:
             with _log_errors():
@@ -298,13 +484,15 @@ class PrivateProcessingClient:
         except TooManyKeysError:
             raise
         except KeyNotLoggedError:
-            keys = self.refresh_keys()
-            with _log_errors():
+            keys = self._refresh_keys()
+            issuer = self.trust.tokens.issuer_name if self.trust.tokens is not None else ""
+            with self._expiry(privacypass_purpose(token_type), issuer, now), _log_errors():
                 check_issuer_key(keys, self.trust, self.view, token_type=token_type,
                                  token_key=token_key, now=now)
 
     # -- discovery and verification ------------------------------------------------------
 
+    @_public
     def candidates(self) -> NodeList:
         """The directory's node list, through OHTTP, with its stapled release proofs."""
         response = self.ohttp.request("GET", "/v1/nodes")
@@ -321,6 +509,7 @@ class PrivateProcessingClient:
         self._releases = releases
         return NodeList(nodes, releases)
 
+    @_public
     def verify_node(self, node_id: str, bundle_bytes: bytes,
                     releases: dict[bytes, InclusionProof] | None = None) -> VerifiedNode:
         """Every check of one node, against the release proofs of its node list."""
@@ -329,6 +518,7 @@ class PrivateProcessingClient:
                 node_id, bundle_bytes, self._releases if releases is None else releases,
                 trust=self.trust, view=self.view, now=self.clock())
 
+    @_public
     def verified_nodes(self) -> list[VerifiedNode]:
         """Ask the directory and verify every node offered; raises if none passes."""
         offered = self.candidates()
@@ -336,6 +526,7 @@ class PrivateProcessingClient:
             now = self.clock()
             self._verified = {k: v for k, v in self._verified.items() if v.expiry > now}
             reasons: dict[str, str] = {}
+            errors: dict[str, NodeVerificationError] = {}
             out: list[VerifiedNode] = []
             for node_id, bundle in offered.nodes:
                 cached = self._verified.get(node_id)
@@ -346,6 +537,7 @@ class PrivateProcessingClient:
                     node = self.verify_node(node_id, bundle, offered.releases)
                 except NodeVerificationError as exc:
                     reasons[node_id] = f"{type(exc).__name__}: {exc}"
+                    errors[node_id] = exc
                     self.progress(f"refused node {node_id}: {type(exc).__name__}")
                     continue
                 self.progress(f"verified node {node_id}: evidence, key binding, measurement "
@@ -354,7 +546,7 @@ class PrivateProcessingClient:
                 self._verified[node_id] = node
                 out.append(node)
         if not out:
-            raise NoVerifiedNodeError(reasons)
+            raise NoVerifiedNodeError(reasons, errors)
         return out
 
     # -- the calls -------------------------------------------------------------------------
@@ -368,7 +560,7 @@ class PrivateProcessingClient:
         return cached or self.verified_nodes()
 
     def _run(self, task: inner.Task, payload: dict[str, Any]) -> Result:
-        gateway = self.gateway_key()
+        gateway = self._gateway_key()
         nodes = self._nodes()
         tried: set[str] = set()
         failures = busy = 0
@@ -425,47 +617,89 @@ class PrivateProcessingClient:
                        claims=node.claims, release=node.release,
                        gateway_key=gateway.logged.proof, issuer_key=issuer)
 
-    def summarize(self, messages: Sequence[dict[str, str]], max_bullets: int = 5, *,
+    @_public
+    def summarize(self, messages: Sequence[Mapping[str, str]], max_bullets: int = 5, *,
                   reader: str | None = None) -> Result:
         """Bullets for ``reader`` (the user's name in the chat: requests to them come
-        first, in the second person), each with the indices of its source messages."""
-        payload: dict[str, Any] = {"messages": list(messages), "max_bullets": max_bullets}
-        if reader:
-            payload["reader"] = reader
+        first, in the second person), each with the indices of its source messages.
+
+        ``messages``: 1 to 100 ``{"sender", "time", "text"}`` string objects (limits in
+        :mod:`privproc.wire.limits`), checked before anything is fetched, sent or spent
+        (:class:`InvalidInputError`)."""
+        payload = summary_payload(messages, max_bullets, reader)
         result = self._run(inner.Task.SUMMARIZE, payload)
         if result.sources is not None and any(
                 not 0 <= i < len(payload["messages"]) for s in result.sources for i in s):
             raise NodeResponseError("the node cited a message that was not sent")
         return result
 
+    @_public
     def write(self, draft: str, tone: str) -> Result:
-        return self._run(inner.Task.WRITE, {"draft": draft, "tone": tone})
+        """``draft`` (not blank, at most 2000 characters) rewritten in ``tone`` (one of
+        :data:`privproc.wire.limits.TONES`), checked before anything is fetched, sent or
+        spent (:class:`InvalidInputError`)."""
+        return self._run(inner.Task.WRITE, write_payload(draft, tone))
 
 
 class AsyncPrivateProcessingClient:
     """The asynchronous variant: the same checks, run off the event loop.
 
+    Build it with :meth:`from_trust_file`, as the synchronous client::
+
+        async with AsyncPrivateProcessingClient.from_trust_file(path) as client:
+            await client.start()
+            result = await client.summarize(messages)
+
     Verification, sealing and the HTTP exchange run in a worker thread, so an asyncio app
-    can ``await client.summarize(...)`` without blocking its loop.
+    can ``await client.summarize(...)`` without blocking its loop. Like the synchronous
+    client, it raises only ClientErrors (a cancellation stays a cancellation).
     """
+
+    sync: PrivateProcessingClient
 
     def __init__(self, trust: ClientTrust, **kwargs: Any) -> None:
         self.sync = PrivateProcessingClient(trust, **kwargs)
 
+    @classmethod
+    def from_trust_file(cls, path: str | os.PathLike[str], *,
+                        state_dir: str | os.PathLike[str] | None = None,
+                        progress: Callable[[str], None] | None = None,
+                        timeout: float = CLIENT_TIMEOUT) -> Self:
+        """See :meth:`PrivateProcessingClient.from_trust_file` (it reads only local files:
+        no network)."""
+        client = cls.__new__(cls)
+        client.sync = PrivateProcessingClient.from_trust_file(
+            path, state_dir=state_dir, progress=progress, timeout=timeout)
+        return client
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def _call(self, method: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+                    ) -> _R:
+        with _contract():  # to_thread itself may fail (an executor that was shut down)
+            return await asyncio.to_thread(method, *args, **kwargs)
+
     async def start(self, interval: float = DEFAULT_REFRESH_SECONDS, jitter: float = 0.5
                     ) -> None:
-        await asyncio.to_thread(self.sync.start, interval, jitter)
+        await self._call(self.sync.start, interval, jitter)
+
+    async def refresh(self, *, tokens: bool = True) -> None:
+        await self._call(self.sync.refresh, tokens=tokens)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.sync.close)
+        await self._call(self.sync.close)
 
     async def verified_nodes(self) -> list[VerifiedNode]:
-        return await asyncio.to_thread(self.sync.verified_nodes)
+        return await self._call(self.sync.verified_nodes)
 
-    async def summarize(self, messages: Sequence[dict[str, str]], max_bullets: int = 5, *,
+    async def summarize(self, messages: Sequence[Mapping[str, str]], max_bullets: int = 5, *,
                         reader: str | None = None) -> Result:
-        return await asyncio.to_thread(self.sync.summarize, messages, max_bullets,
-                                       reader=reader)
+        return await self._call(self.sync.summarize, messages, max_bullets, reader=reader)
 
     async def write(self, draft: str, tone: str) -> Result:
-        return await asyncio.to_thread(self.sync.write, draft, tone)
+        return await self._call(self.sync.write, draft, tone)

@@ -50,15 +50,21 @@ from privproc.tlog.client import LogPolicy
 from privproc.wire import privacypass as pp
 from privproc.wire.errors import CheckpointError, NoteError
 
-from .errors import ClientError
+from .errors import TrustConfigError
+
+__all__ = [
+    "DEFAULT_GATEWAY_NAME",
+    "DEFAULT_ISSUER_NAME",
+    "DEFAULT_MAX_KEYS",
+    "ClientTrust",
+    "TokenSettings",
+    "TrustConfigError",
+    "load_trust",
+]
 
 DEFAULT_GATEWAY_NAME = "gateway.privproc.local"
 DEFAULT_ISSUER_NAME = "issuer.privproc.local"
 DEFAULT_MAX_KEYS = 2
-
-
-class TrustConfigError(ClientError):
-    """The trust configuration file is missing, malformed or inconsistent."""
 
 
 @dataclass(frozen=True)

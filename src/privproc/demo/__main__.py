@@ -19,10 +19,10 @@ from importlib import resources
 from pathlib import Path
 
 from privproc.client.chat_export import messages_only, parse_chat_export
+from privproc.client.display import printable
 from privproc.client.receipt import verify_receipt
 from privproc.client.sdk import PrivateProcessingClient
-
-from .up import start
+from privproc.up.system import start
 
 
 def main() -> int:
@@ -60,14 +60,14 @@ def main() -> int:
             summary = client.summarize([{"sender": m.sender, "time": m.time.isoformat(),
                                          "text": m.text} for m in messages], 4, reader="Sam")
             for line, sources in zip(summary.output, summary.sources or [], strict=False):
-                print(f"   - {line}")
+                print(f"   - {printable(line)}")
                 print(f"       (from message{'s' if len(sources) > 1 else ''} "
                       f"{', '.join(str(i + 1) for i in sources)})")
             print("== 5. writing help (tone: professional)")
             draft = "sorry cant make the meeting tmrw, can we move it to friday?"
             suggestion = client.write(draft, "professional")
             for line in suggestion.output:
-                print(f"   {line}")
+                print(f"   {printable(line)}")
             if "fallback" in suggestion.flags:
                 print("   (no rewrite passed the fact check: your words, lightly corrected)")
             print("== 6. checking both receipts offline, field by field")
@@ -87,7 +87,7 @@ def main() -> int:
             print("   no chat text in any log")
         finally:
             print("== 8. stopping every service")
-            system.sup.stop_all()
+            system.stop()
     print("demo OK")
     return 0
 

@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
+from privproc.errors import PrivprocError
+
 
 @dataclass(frozen=True)
 class NodeEntry:
@@ -34,11 +36,11 @@ class NodeEntry:
         return {"node_id": self.node_id, "bundle": base64.b64encode(self.bundle).decode()}
 
 
-class RegistryUnavailable(Exception):
+class RegistryUnavailable(PrivprocError):
     """The shared registry cannot be reached."""
 
 
-class RegistryFull(Exception):
+class RegistryFull(PrivprocError):
     """The registry holds its maximum of nodes or bytes: a new node is refused."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from privproc import keyring
+from privproc.errors import PrivprocError
 from privproc.tlog.record import PURPOSE_OHTTP_GATEWAY, KeyRecord
 from privproc.wire import hpke, ohttp
 from privproc.wire.errors import HPKEError
@@ -43,7 +44,7 @@ SECRET_TYPE = "hpke-x25519-private-key"
 KEY_IDS = keyring.cyclic_ids(256, first=1)
 
 
-class KeyStoreError(Exception):
+class KeyStoreError(PrivprocError):
     """The key state directory is unusable or its file is malformed."""
 
 

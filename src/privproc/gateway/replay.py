@@ -12,6 +12,8 @@ import enum
 from collections import deque
 from email.utils import parsedate_to_datetime
 
+from privproc.errors import PrivprocError
+
 
 class Verdict(enum.Enum):
     FRESH = "fresh"
@@ -58,7 +60,7 @@ class ReplayGuard:
         return Verdict.FRESH
 
 
-class ReplayStoreUnavailable(Exception):
+class ReplayStoreUnavailable(PrivprocError):
     """The shared replay store cannot be reached: the request is refused, not admitted."""
 
 

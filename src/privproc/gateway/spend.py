@@ -14,10 +14,12 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from privproc.errors import PrivprocError
+
 CLOCK_SKEW_MARGIN = 60  # seconds a spend record outlives its key in Redis
 
 
-class SpendStoreUnavailable(Exception):
+class SpendStoreUnavailable(PrivprocError):
     """The store could not be reached or written."""
 
 

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from privproc.errors import PrivprocError
 from privproc.tlog.bundle import BundleFormatError, LogBundle
 from privproc.wire import note
 
@@ -43,7 +44,7 @@ class TransparencyConfig:
     max_cached: int = 64  # node-set bundles kept
 
 
-class StapleUnavailable(Exception):
+class StapleUnavailable(PrivprocError):
     """No bundle for these subjects could be fetched yet."""
 
 

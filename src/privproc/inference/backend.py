@@ -15,11 +15,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol, runtime_checkable
 
+from privproc.errors import PrivprocError
+
 Role = Literal["system", "user", "assistant"]
 ROLES: Final[frozenset[str]] = frozenset({"system", "user", "assistant"})
 
 
-class InferenceError(Exception):
+class InferenceError(PrivprocError):
     """Base class for every error raised by ``privproc.inference``.
 
     Messages never contain request or response text, only sizes and what failed.

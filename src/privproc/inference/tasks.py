@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Final
+
+from privproc.wire.limits import DEFAULT_LIMITS, TONES, RequestLimits
 
 from . import prompts
 from .backend import (
@@ -32,25 +33,13 @@ from .backend import (
 from .rewrite import Rewrite, checked_rewrite
 from .summary import Bullet, summarize_chat
 
-TONES: Final = ("rephrase", "professional", "funny", "supportive", "proofread")
 MAX_BULLET_CHARS: Final = 240
 MAX_SUGGESTIONS: Final = 3
 
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Input limits; requests beyond them fail with :class:`InputTooLargeError`."""
-
-    max_messages: int = 100
-    max_message_chars: int = 2000
-    max_total_chars: int = 12000
-    max_sender_chars: int = 64
-    max_time_chars: int = 64
-    max_bullets: int = 10
-    max_draft_chars: int = 2000
-
-
-DEFAULT_LIMITS: Final = Limits()
+# Input limits and tones: one set, shared with the client SDK (privproc.wire.limits), so
+# the client refuses what the node would refuse before it spends anything. Requests beyond
+# a limit fail here with InputTooLargeError, other bad input with InvalidRequestError.
+Limits = RequestLimits
 
 
 # ---- input ------------------------------------------------------------------------
@@ -321,9 +310,9 @@ def summarize_cited(
     backends listed in ``prompts.MODEL_PHRASING`` (see the measurements there).
     """
     check_chat(messages, max_bullets, limits)
-    if reader is not None and len(reader) > limits.max_sender_chars:
+    if reader is not None and len(reader) > limits.max_reader_chars:
         raise InputTooLargeError(
-            f"reader name has {len(reader)} characters, limit {limits.max_sender_chars}"
+            f"reader name has {len(reader)} characters, limit {limits.max_reader_chars}"
         )
     model = not isinstance(backend, ChatSummarizer)
     use_model = prompts.MODEL_PHRASING if phrasing is None else phrasing

@@ -16,12 +16,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from privproc.errors import PrivprocError
 from privproc.wire import note
 
 _CONTEXT = b"privproc-account-v1."
 
 
-class AccountError(Exception):
+class AccountError(PrivprocError):
     """The bearer token does not identify an account."""
 
 

@@ -7,16 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from privproc.service import Listen
+from privproc import clikit
+from privproc.clikit import positive_int, seconds
 from privproc.wire import note
 from privproc.wire.errors import NoteError
-
-
-def _listen(value: str) -> Listen:
-    try:
-        return Listen.parse(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _static_accounts(values: list[str]) -> dict[str, str]:
@@ -85,8 +79,8 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         key_logging = KeyLogging(args.log, signer, args.name)
     config = IssuerConfig(state_dir=args.state, accounts=accounts, quota=quota,
-                          limit=args.quota, period=args.period,
-                          key_lifetime=args.key_lifetime, overlap=args.overlap,
+                          limit=args.quota, period=int(args.period),
+                          key_lifetime=int(args.key_lifetime), overlap=int(args.grace),
                           key_logging=key_logging)
     try:
         app = create_app(config)
@@ -109,7 +103,7 @@ def _rotate(args: argparse.Namespace) -> int:
         return 2
     try:
         signer = read_signer(args.publisher_key) if args.log is not None else None
-        keys = rotate(args.state, now, args.overlap, args.key_lifetime)
+        keys = rotate(args.state, now, int(args.grace), int(args.key_lifetime))
     except (IssuerKeyError, KeyFileError) as exc:
         print(f"privproc issuer rotate-keys: {exc}", file=sys.stderr)
         return 1
@@ -153,60 +147,60 @@ def _mint(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         print(f"privproc issuer mint-account-token: {exc}", file=sys.stderr)
         return 1
-    print(mint_account_token(signer, args.account, int(time.time()) + args.ttl))
+    print(mint_account_token(signer, args.account, int(time.time() + args.ttl)))
     return 0
 
 
+def _key_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key-lifetime", type=seconds, default=30 * 86400.0, metavar="SECONDS",
+                   help="how long a new key is valid (its key record's not-after); keys are "
+                        "renewed a quarter before")
+    p.add_argument("--grace", type=seconds, default=7 * 86400.0, metavar="SECONDS",
+                   help="how long a rotated-out key stays accepted")
+    p.add_argument("--log", metavar="URL",
+                   help="publish key records to this transparency log (clients use only "
+                        "logged keys)")
+    p.add_argument("--publisher-key", type=Path, metavar="FILE",
+                   help="a key publisher named like the issuer, for --log")
+
+
 def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    issuer = sub.add_parser("issuer", help="Run the Privacy Pass issuer, or manage its keys.")
-    actions = issuer.add_subparsers(dest="action", required=True, metavar="ACTION")
-    serve = actions.add_parser("serve", help="Serve the issuer directory and token requests.")
-    serve.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
-    serve.add_argument("--state", type=Path, required=True, metavar="DIR")
-    serve.add_argument("--redis", metavar="URL",
-                       help="count quotas in Redis (many replicas); @FILE or env:NAME keeps "
-                            "a password off the command line")
+    actions = clikit.group(sub, "issuer",
+                           "The Privacy Pass issuer: run it, manage its keys and accounts.")
+    serve = clikit.leaf(actions, "serve", "Serve the issuer directory and token requests.",
+                        _serve)
+    clikit.add_service_options(serve, state="the issuer's token keys and (without --redis) "
+                                            "its quota counts",
+                               redis="count quotas in Redis (many replicas)")
     serve.add_argument("--account-key", action="append", default=[], metavar="VKEY",
                        help="verifier key of the app's account service (repeatable)")
     serve.add_argument("--static-account", action="append", default=[],
                        metavar="TOKEN=ACCOUNT",
                        help="a fixed bearer token (tests, demos); @FILE (one TOKEN=ACCOUNT a "
                             "line) or env:NAME keeps it off the command line")
-    serve.add_argument("--quota", type=int, default=200, help="tokens per account per period")
-    serve.add_argument("--period", type=int, default=86400, metavar="SECONDS")
-    serve.add_argument("--name", default="issuer.privproc.local",
+    serve.add_argument("--quota", type=positive_int, default=200, metavar="N",
+                       help="tokens per account per period")
+    serve.add_argument("--period", type=seconds, default=86400.0, metavar="SECONDS",
+                       help="the quota period")
+    serve.add_argument("--name", default="issuer.privproc.local", metavar="NAME",
                        help="the issuer name: the owner of its key records in the log and "
-                            "the issuer name of token challenges (default "
-                            "issuer.privproc.local)")
-    serve.add_argument("--log", metavar="URL",
-                       help="publish key records to this transparency log (at start, on "
-                            "rotation); clients use only logged keys")
-    serve.add_argument("--publisher-key", type=Path, metavar="FILE",
-                       help="the key publisher key named like --name, for --log")
-    serve.add_argument("--key-lifetime", type=int, default=30 * 86400, metavar="SECONDS",
-                       help="how long a new key is valid (its key record's not-after; "
-                            "default 30 days); keys are renewed a quarter before")
-    serve.add_argument("--overlap", type=int, default=7 * 86400, metavar="SECONDS",
-                       help="how long a rotated-out key stays accepted (default 7 days)")
-    serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
-    serve.set_defaults(func=_serve)
-    rotate = actions.add_parser("rotate-keys", help="New keys; old ones kept for the overlap.")
-    rotate.add_argument("--state", type=Path, required=True, metavar="DIR")
-    rotate.add_argument("--overlap", type=int, default=7 * 86400, metavar="SECONDS")
-    rotate.add_argument("--key-lifetime", type=int, default=30 * 86400, metavar="SECONDS",
-                        help="validity of the new keys (default 30 days)")
-    rotate.add_argument("--log", metavar="URL", help="publish the new keys' records here")
-    rotate.add_argument("--publisher-key", type=Path, metavar="FILE",
-                        help="the key publisher key (named like the issuer), for --log")
-    rotate.set_defaults(func=_rotate)
-    keygen = actions.add_parser("account-keygen", help="Make an account-service signing key.")
-    keygen.add_argument("--name", required=True)
-    keygen.add_argument("--out", type=Path, required=True, metavar="FILE")
-    keygen.set_defaults(func=_account_keygen)
-    mint = actions.add_parser("mint-account-token",
-                              help="Mint an account bearer token (the account service's job).")
-    mint.add_argument("--key", type=Path, required=True, metavar="FILE")
-    mint.add_argument("--account", required=True)
-    mint.add_argument("--ttl", type=int, default=3600, metavar="SECONDS")
-    mint.set_defaults(func=_mint)
+                            "the issuer name of token challenges")
+    _key_options(serve)
+    rotate = clikit.leaf(actions, "rotate-keys",
+                         "Make new token keys; keep the old ones for the grace period.", _rotate)
+    rotate.add_argument("--state", type=Path, required=True, metavar="DIR",
+                        help="the issuer's state directory")
+    _key_options(rotate)
+    keygen = clikit.leaf(actions, "account-keygen", "Make an account-service signing key.",
+                         _account_keygen)
+    keygen.add_argument("--name", required=True, metavar="NAME",
+                        help="the key's name, e.g. accounts.example.com")
+    keygen.add_argument("--out", type=Path, required=True, metavar="FILE",
+                        help="where to write the signing key (mode 0600)")
+    mint = clikit.leaf(actions, "mint-account-token",
+                       "Mint an account bearer token (the account service's job).", _mint)
+    mint.add_argument("--key", type=Path, required=True, metavar="FILE",
+                      help="the account-service signing key")
+    mint.add_argument("--account", required=True, metavar="ID", help="the account it names")
+    mint.add_argument("--ttl", type=seconds, default=3600.0, metavar="SECONDS",
+                      help="how long the token is valid")

@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from privproc import keyring
+from privproc.errors import PrivprocError
 from privproc.files import replace_file
 from privproc.tlog.record import KeyRecord, privacypass_purpose
 from privproc.wire import blindrsa, privacypass
@@ -71,7 +72,7 @@ KINDS = {t: privacypass_purpose(t) for t in TOKEN_TYPES}
 _TOKEN_TYPE_OF_KIND = {kind: t for t, kind in KINDS.items()}
 
 
-class IssuerKeyError(Exception):
+class IssuerKeyError(PrivprocError):
     """The issuer key file is missing, unreadable, or malformed."""
 
 

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from privproc.errors import PrivprocError
+
 DEFAULT_LIMIT = 200
 DEFAULT_PERIOD = 24 * 3600
 
 
-class QuotaUnavailable(Exception):
+class QuotaUnavailable(PrivprocError):
     """The quota store cannot be reached: the issuer refuses rather than over-issue."""
 
 

@@ -29,10 +29,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from privproc import clikit
 from privproc.attest.evidence import PlatformProvider, node_id_for
 from privproc.budget import NODE_DEADLINE
+from privproc.clikit import UsageError, positive_int, seconds
 from privproc.secrets import SecretError, resolve
-from privproc.service import Listen
 
 from .keys import NodeKeys
 from .registration import public_bytes, register_forever
@@ -64,23 +65,6 @@ def reduce_environment(environ: MutableMapping[str, str] | None = None) -> int:
     return len(removed)
 
 
-def _listen(value: str) -> Listen:
-    try:
-        return Listen.parse(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
-
-
 def _provider(args: argparse.Namespace, measurement: bytes) -> PlatformProvider:
     if args.platform == "simulated":
         from privproc.attest.simulated import SimulatedIdentity, SimulatedPlatform, warn_simulated
@@ -96,7 +80,7 @@ def _provider(args: argparse.Namespace, measurement: bytes) -> PlatformProvider:
 def run(args: argparse.Namespace) -> int:
     removed = reduce_environment()  # first: nothing below may see an inherited secret
     from privproc.attest.measure import measure_simulated
-    from privproc.service import serve, setup_logging
+    from privproc.service import bind, bound_url, serve, setup_logging
 
     from .app import NodeConfig, create_app
     from .runner import default_model, worker_spec
@@ -106,16 +90,15 @@ def run(args: argparse.Namespace) -> int:
     if removed:
         log.info("environment: removed %d variables not on the allowlist", removed)
     args.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    node_config, measured_model = release_inputs(args)
     model = args.model or default_model(args.backend)
-    node_config = args.config.read_bytes() if args.config else b""
-    # A node without a model file (echo, extractive, openai) measures an empty one.
-    measurement = measure_simulated(node_config, model or Path(os.devnull))
+    measurement = measure_simulated(node_config, measured_model)
     print(f"node measurement: {measurement.hex()}", flush=True)
     provider = _provider(args, measurement)
     # The registration key signs the node's registrations; its evidence binds it, and the
     # directory names the node after it. It lives in memory only, as the HPKE keys do.
     signing_key = Ed25519PrivateKey.generate()
-    keys = NodeKeys(provider, lifetime=args.rotate_every, grace=args.grace,
+    keys = NodeKeys(provider, lifetime=max(1, int(args.rotate_every)), grace=int(args.grace),
                     registration_key=public_bytes(signing_key))
     keys.rotate(int(time.time()))
     # Tasks run in worker processes the node kills at the deadline; each loads the
@@ -123,18 +106,18 @@ def run(args: argparse.Namespace) -> int:
     pool = WorkerPool(worker_spec(args.backend, model, args.openai_url, args.openai_model,
                                   args.concurrency), args.concurrency)
     node_id = node_id_for(public_bytes(signing_key))
-    url = args.advertise or f"http://{args.listen.host}:{args.listen.port}"
+    listener = bind(args.listen)  # first: with port 0, the URL names the port it got
+    url = args.advertise or bound_url(listener)
     wake = asyncio.Event()
-    config = NodeConfig(node_id=node_id, max_request=args.max_request, deadline=args.deadline,
+    config = NodeConfig(node_id=node_id, max_request=args.max_body, deadline=args.deadline,
                         concurrency=args.concurrency, rotate_every=args.rotate_every)
     background = None
     if args.directory:
         try:
             token = resolve(args.node_token, "--node-token")
         except SecretError as exc:
-            print(f"privproc node serve: {exc} (the node keeps only PRIVPROC_NODE_TOKEN of "
-                  "its environment)", file=sys.stderr)
-            return 2
+            raise UsageError(f"{exc} (the node keeps only PRIVPROC_NODE_TOKEN of its "
+                             "environment)") from None
 
         async def background() -> None:
             await register_forever(args.directory, url, keys, signing_key,
@@ -144,41 +127,62 @@ def run(args: argparse.Namespace) -> int:
 
     print(json.dumps({"node_id": node_id, "url": url}), flush=True)
     sys.dont_write_bytecode = True  # nothing may be written while serving
-    serve(app, args.listen, args.log_level)
+    serve(app, listener, args.log_level)
     return 0
 
 
 def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    node = sub.add_parser("node", help="Run a processing node.")
-    actions = node.add_subparsers(dest="action", required=True, metavar="ACTION")
-    serve = actions.add_parser("serve",
-                               help="Serve attested, stateless summaries and writing help.")
-    serve.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
-    serve.add_argument("--state", type=Path, required=True, metavar="DIR",
-                       help="simulated platform identity (prepared before serving)")
-    serve.add_argument("--platform", choices=["simulated", "configfs-tsm"], default="simulated")
-    serve.add_argument("--backend", choices=["llama", "extractive", "openai", "echo"],
-                       default="llama")
-    serve.add_argument("--model", type=Path, metavar="GGUF",
-                       help="GGUF model file (default: the installed default model, "
-                            "python -m privproc.inference.models path default)")
-    serve.add_argument("--config", type=Path, metavar="FILE", help="node configuration file")
-    serve.add_argument("--openai-url", metavar="URL", help="OpenAI-compatible server")
-    serve.add_argument("--openai-model", default="default")
+    actions = clikit.group(sub, "node", "A processing node: attested, stateless inference.")
+    serve = clikit.leaf(actions, "serve",
+                        "Serve attested, stateless summaries and writing help.", run)
+    clikit.add_service_options(
+        serve, state="the simulated platform's identity (prepared before serving)")
+    add_release_options(serve)
+    serve.add_argument("--platform", choices=["simulated", "configfs-tsm"], default="simulated",
+                       help="where evidence comes from: a simulated platform (development: "
+                            "proves no TEE) or the kernel's configfs-tsm (a real SEV-SNP guest)")
+    serve.add_argument("--openai-url", metavar="URL",
+                       help="with --backend openai: the OpenAI-compatible server")
+    serve.add_argument("--openai-model", default="default", metavar="NAME",
+                       help="with --backend openai: the model name to ask for")
     serve.add_argument("--directory", metavar="URL", help="the gateway to register with")
-    serve.add_argument("--advertise", metavar="URL", help="the URL the gateway reaches us at")
+    serve.add_argument("--advertise", metavar="URL",
+                       help="the URL the gateway reaches this node at (default: from --listen)")
     serve.add_argument("--node-token", default="env:PRIVPROC_NODE_TOKEN", metavar="SECRET",
-                       help="the operator credential for the directory: @FILE or "
-                            "env:PRIVPROC_NODE_TOKEN (the default)")
-    serve.add_argument("--heartbeat", type=float, default=10.0, metavar="SECONDS")
-    serve.add_argument("--rotate-every", type=int, default=3600, metavar="SECONDS")
-    serve.add_argument("--grace", type=int, default=60, metavar="SECONDS")
-    serve.add_argument("--deadline", type=float, default=NODE_DEADLINE, metavar="SECONDS",
+                       help="the operator credential for the directory: @FILE or env:NAME")
+    serve.add_argument("--heartbeat", type=seconds, default=10.0, metavar="SECONDS",
+                       help="how often the node renews its registration")
+    serve.add_argument("--rotate-every", type=seconds, default=3600.0, metavar="SECONDS",
+                       help="lifetime of an attested node key; a new one is made then")
+    serve.add_argument("--grace", type=seconds, default=60.0, metavar="SECONDS",
+                       help="how long the previous node key stays accepted after a rotation")
+    serve.add_argument("--deadline", type=seconds, default=NODE_DEADLINE, metavar="SECONDS",
                        help="seconds a task may take, queueing included; then the model is "
-                            f"stopped and a sealed DEADLINE answered (default {NODE_DEADLINE:.0f})")
-    serve.add_argument("--concurrency", type=_positive_int, default=2,
-                       help="tasks at once: one worker process each (default 2)")
-    serve.add_argument("--max-request", type=int, default=256 * 1024, metavar="BYTES")
-    serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
-    serve.set_defaults(func=run)
+                            "stopped and a sealed DEADLINE answered")
+    serve.add_argument("--concurrency", type=positive_int, default=2, metavar="N",
+                       help="tasks at once: one worker process each")
+    serve.add_argument("--max-body", type=positive_int, default=256 * 1024, metavar="BYTES",
+                       help="the largest sealed request accepted")
+
+
+def add_release_options(p: argparse._ActionsContainer) -> None:
+    """What a node's measurement covers: its backend, model file and configuration. Shared
+    by ``node serve`` and ``measure``, so the same options give the same measurement."""
+    p.add_argument("--backend", choices=["llama", "extractive", "openai", "echo"],
+                   default="llama", help="what writes the answers")
+    p.add_argument("--model", type=Path, metavar="GGUF",
+                   help="with --backend llama: the GGUF model file (default: the installed "
+                        "default model, python -m privproc.inference.models path default)")
+    p.add_argument("--node-config", type=Path, metavar="FILE",
+                   help="the node configuration file (measured; default: none)")
+
+
+def release_inputs(args: argparse.Namespace) -> tuple[bytes, Path]:
+    """The node configuration bytes and the model file a node with ``args`` measures."""
+    from .runner import default_model
+
+    model = args.model or default_model(args.backend)
+    node_config = (clikit.read_input(args.node_config, "node configuration")
+                   if args.node_config else b"")
+    # A node without a model file (echo, extractive, openai) measures an empty one.
+    return node_config, model or Path(os.devnull)

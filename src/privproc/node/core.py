@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from privproc.budget import NODE_DEADLINE
+from privproc.errors import PrivprocError
 from privproc.wire import inner
 from privproc.wire.errors import UnknownKeyError
 
@@ -58,7 +59,7 @@ MEDIA_TYPE_EVIDENCE = "application/privproc-evidence"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class TaskInputError(Exception):
+class TaskInputError(PrivprocError):
     """The task's input is invalid (the message must not contain the input)."""
 
 

@@ -10,30 +10,34 @@ from pathlib import Path
 from typing import Any
 
 from privproc.inference.backend import ChatBackend
+from privproc.wire import limits
 from privproc.wire.inner import Task
 
 from .core import TaskInputError, TaskOutput, TaskRunner
 from .worker import WorkerSpec
 
-MAX_MESSAGES = 200
-MAX_TEXT = 4000
+
+def _summary_input(payload: dict[str, Any]) -> tuple[list[dict[str, str]], int, str | None]:
+    """The messages, bullet count and reader of a summarize payload, within the request
+    limits the client checks too (:mod:`privproc.wire.limits`)."""
+    messages, max_bullets = payload.get("messages"), payload.get("max_bullets", 5)
+    reader = payload.get("reader")
+    try:
+        limits.check_summary_request(messages, max_bullets, reader)
+    except limits.RequestInputError as exc:
+        raise TaskInputError(str(exc)) from None
+    assert isinstance(messages, list) and isinstance(max_bullets, int)
+    return messages, max_bullets, reader if isinstance(reader, str) else None
 
 
-def _messages(payload: dict[str, Any]) -> list[dict[str, str]]:
-    messages = payload.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise TaskInputError("summarize needs a non-empty 'messages' list")
-    if len(messages) > MAX_MESSAGES:
-        raise TaskInputError(f"too many messages: {len(messages)}, limit {MAX_MESSAGES}")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not all(
-                isinstance(m.get(k), str) for k in ("sender", "time", "text")):
-            raise TaskInputError(f"message {i} must have string sender, time and text")
-        if len(m["text"]) > MAX_TEXT:
-            raise TaskInputError(f"message {i} is longer than {MAX_TEXT} characters")
-        out.append({"sender": m["sender"], "time": m["time"], "text": m["text"]})
-    return out
+def _write_input(payload: dict[str, Any]) -> tuple[str, str]:
+    draft, tone = payload.get("draft"), payload.get("tone")
+    try:
+        limits.check_write_request(draft, tone)
+    except limits.RequestInputError as exc:
+        raise TaskInputError(str(exc)) from None
+    assert isinstance(draft, str) and isinstance(tone, str)
+    return draft, tone
 
 
 class EchoRunner:
@@ -41,11 +45,8 @@ class EchoRunner:
 
     def run(self, task: Task, payload: dict[str, Any]) -> list[str]:
         if task is Task.SUMMARIZE:
-            return [f"{len(_messages(payload))} messages"]
-        draft = payload.get("draft")
-        if not isinstance(draft, str):
-            raise TaskInputError("write needs a string 'draft'")
-        return [f"{len(draft)} characters"]
+            return [f"{len(_summary_input(payload)[0])} messages"]
+        return [f"{len(_write_input(payload)[0])} characters"]
 
 
 class InferenceRunner:
@@ -66,21 +67,13 @@ class InferenceRunner:
 
         try:
             if task is Task.SUMMARIZE:
-                lines = [ChatLine(m["sender"], m["time"], m["text"])
-                         for m in _messages(payload)]
-                max_bullets = payload.get("max_bullets", 5)
-                if not isinstance(max_bullets, int) or not 1 <= max_bullets <= 20:
-                    raise TaskInputError("max_bullets must be an integer 1..20")
-                reader = payload.get("reader")
-                if reader is not None and (not isinstance(reader, str) or len(reader) > 64):
-                    raise TaskInputError("reader must be a name of at most 64 characters")
+                messages, max_bullets, reader = _summary_input(payload)
+                lines = [ChatLine(m["sender"], m["time"], m["text"]) for m in messages]
                 bullets = tasks.summarize_cited(self.backend, lines, max_bullets,
                                                 reader=reader or None)
                 return TaskOutput([b.text for b in bullets],
                                   {"sources": [list(b.sources) for b in bullets]})
-            draft, tone = payload.get("draft"), payload.get("tone")
-            if not isinstance(draft, str) or not isinstance(tone, str):
-                raise TaskInputError("write needs string 'draft' and 'tone'")
+            draft, tone = _write_input(payload)
             rewrite = tasks.write_checked(self.backend, draft, tone)
             return TaskOutput([rewrite.text], {"flags": list(rewrite.flags)})
         except InvalidRequestError as exc:

@@ -48,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from privproc.errors import PrivprocError
 from privproc.wire import inner
 
 from .core import Outcome, TaskInputError, TaskOutput, TaskRunner, valid_details, wipe
@@ -91,11 +92,11 @@ class WorkerSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
-class WorkerStartError(Exception):
+class WorkerStartError(PrivprocError):
     """A worker could not be started or could not load its runner."""
 
 
-class _WorkerGone(Exception):
+class _WorkerGone(PrivprocError):
     """The worker closed its socket or broke the protocol."""
 
 

@@ -9,8 +9,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from privproc import clikit
+from privproc.clikit import UsageError, hex_bytes, positive_int, seconds
 from privproc.secrets import SecretError, resolve, warn_if_literal
-from privproc.service import Listen
 from privproc.wire import note
 from privproc.wire.errors import CheckpointError, NoteError
 
@@ -22,20 +23,6 @@ from .publish import PublishError, publish
 from .record import RecordError, ReleaseRecord, RevocationRecord, format_time
 
 
-def _listen(value: str) -> Listen:
-    try:
-        return Listen.parse(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _hex(value: str) -> bytes:
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected hex, got {value[:40]!r}") from None
-
-
 def _witness(value: str) -> tuple[str, str]:
     url, sep, vkey = value.partition("=")
     if not sep or not url.startswith(("http://", "https://")):
@@ -44,7 +31,23 @@ def _witness(value: str) -> tuple[str, str]:
 
 
 def _iso_time(value: str) -> int:
-    return int(datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp())
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time such as 2026-06-01T00:00:00Z, got {value[:40]!r}"
+        ) from None
+    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp())
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value[:20]!r}")
+    return number
 
 
 def _err(command: str, message: str) -> int:
@@ -89,14 +92,11 @@ def _log_serve(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ log audit
 
 
-def _max_keys(value: str) -> int:
+def _gpu_hex(item: str, value: str) -> bytes:
     try:
-        number = int(value)
+        return bytes.fromhex(value)
     except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value[:20]!r}")
-    return number
+        raise UsageError(f"--gpu {item[:40]!r}: expected NAME=HEX") from None
 
 
 def audit_output(
@@ -149,16 +149,52 @@ def audit_output(
     return 0, "\n".join(out) + "\n", ""
 
 
-def _log_audit(args: argparse.Namespace) -> int:
-    policy = None
-    if args.vkey:
+AUDIT_STATE_FILE = "audit-checkpoints.json"
+
+
+def _audit_policy(args: argparse.Namespace) -> tuple[str, LogPolicy, Path, int]:
+    """The log URL, the policy its checkpoints must meet and the audit state file: from
+    the trust file, each overridable by an option."""
+    from privproc.client.trust import TrustConfigError, load_trust
+    from privproc.paths import default_trust_file
+
+    trust_path: Path | None = args.trust
+    if trust_path is None and args.vkey is None:
+        trust_path = default_trust_file()
+        if not trust_path.exists():
+            raise UsageError(f"no trust file at {trust_path}: start the local system with "
+                             "'privproc up', or pass --trust FILE, or --log URL --vkey VKEY")
+    log_url = args.log
+    state_dir = args.state
+    max_keys = DEFAULT_MAX_KEYS
+    if trust_path is not None:
         try:
-            policy = LogPolicy.from_keys(args.vkey, args.witness_vkey, args.quorum)
+            trust = load_trust(trust_path)
+        except TrustConfigError as exc:
+            raise UsageError(str(exc)) from None
+        policy = trust.log
+        log_url = log_url or trust.log_url or trust.relay_url.rstrip("/") + "/log"
+        state_dir = state_dir or trust_path.parent
+        max_keys = trust.max_keys
+    if args.vkey is not None:
+        quorum = len(args.witness_vkey) if args.quorum is None else args.quorum
+        try:
+            policy = LogPolicy.from_keys(args.vkey, args.witness_vkey, quorum)
         except (NoteError, CheckpointError, ValueError) as exc:
-            return _err("log audit", str(exc))
-    else:
-        print("warning: no --vkey given: the checkpoint signature is not verified",
-              file=sys.stderr)
+            raise UsageError(str(exc)) from None
+    if log_url is None:
+        raise UsageError("--vkey without a trust file needs --log URL")
+    if state_dir is None:
+        from privproc.paths import default_state_dir
+
+        state_dir = default_state_dir()
+    if args.max_keys is not None:
+        max_keys = args.max_keys
+    return log_url, policy, state_dir / AUDIT_STATE_FILE, max_keys
+
+
+def _log_audit(args: argparse.Namespace) -> int:
+    log_url, policy, state_file, max_keys = _audit_policy(args)
     started = time.monotonic()
     last = [0.0]
 
@@ -169,10 +205,14 @@ def _log_audit(args: argparse.Namespace) -> int:
             print(f"audited {done}/{total} entries ({now - started:.1f}s)", file=sys.stderr)
 
     try:
-        seen = SeenCheckpoints(args.state)
+        state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        seen = SeenCheckpoints(state_file)
     except AuditError as exc:
-        return _err("log audit", f"AUDIT FAILED: {exc}")
-    code, out, err = audit_output(http_fetcher(args.log), policy, seen, args.max_keys, progress)
+        return _err("audit", f"AUDIT FAILED: {exc}")
+    except OSError as exc:
+        raise UsageError(f"--state {state_file.parent}: {exc.strerror or exc}") from None
+    print(f"auditing {log_url} (checkpoints seen before: {state_file})", file=sys.stderr)
+    code, out, err = audit_output(http_fetcher(log_url), policy, seen, max_keys, progress)
     sys.stdout.write(out)
     sys.stderr.write(err)
     return code
@@ -205,11 +245,11 @@ def _release_add(args: argparse.Namespace) -> int:
         model = digest.digest()
     else:
         model = args.model_digest
-    when = int(time.time()) if args.time is None else _iso_time(args.time)
+    when = int(time.time()) if args.time is None else args.time
     gpu = []
     for item in args.gpu:
         name, _, value = item.partition("=")
-        gpu.append((name, _hex(value)))
+        gpu.append((name, _gpu_hex(item, value)))
     try:
         record = ReleaseRecord(measurement=args.measurement, model_sha256=model,
                                version=args.version, source=args.source, time=when,
@@ -229,7 +269,7 @@ def _release_revoke(args: argparse.Namespace) -> int:
         signer = read_signer(args.key)
     except KeyFileError as exc:
         return _err("release revoke", str(exc))
-    when = int(time.time()) if args.time is None else _iso_time(args.time)
+    when = int(time.time()) if args.time is None else args.time
     try:
         record = RevocationRecord(measurement=args.measurement, reason=args.reason, time=when)
         index = publish(args.log, signer, record.encode())
@@ -246,19 +286,19 @@ def _release_revoke(args: argparse.Namespace) -> int:
 
 
 def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    log = sub.add_parser("log", help="Run or audit the transparency log of releases.")
-    log_sub = log.add_subparsers(dest="action", required=True, metavar="ACTION")
-    serve = log_sub.add_parser("serve", help="Run the log: sequencer, tiles, checkpoints.")
-    serve.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
-    serve.add_argument("--state", type=Path, required=True, metavar="DIR",
-                       help="log key (log.key, created on first start) and SQLite database")
+    actions = clikit.group(sub, "log", "The transparency log of releases and keys: run it, "
+                                       "audit it.")
+    serve = clikit.leaf(actions, "serve", "Run the log: sequencer, tiles, checkpoints.",
+                        _log_serve)
+    clikit.add_service_options(serve, state="the log key (log.key, created on first start) "
+                                            "and the SQLite database")
     serve.add_argument("--db", metavar="URL",
                        help="postgresql://... to keep the log in PostgreSQL instead of SQLite; "
                             "@FILE or env:NAME keeps a password off the command line")
     serve.add_argument("--db-schema", default="privproc_log", metavar="NAME",
-                       help="PostgreSQL schema holding this log's tables (default privproc_log)")
-    serve.add_argument("--origin", default="log.privproc.local",
-                       help="the log's origin line and key name (default log.privproc.local)")
+                       help="the PostgreSQL schema holding this log's tables")
+    serve.add_argument("--origin", default="log.privproc.local", metavar="NAME",
+                       help="the log's origin line and key name")
     serve.add_argument("--publisher", action="append", default=[], metavar="VKEY",
                        help="verifier key of a publisher allowed to add any record "
                             "(releases, revocations, keys; repeatable)")
@@ -266,66 +306,77 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="verifier key of a gateway or issuer allowed to add only key "
                             "records whose owner is the key's name (repeatable)")
     serve.add_argument("--witness", action="append", default=[], type=_witness,
-                       metavar="URL=VKEY", help="a witness to collect cosignatures from")
-    serve.add_argument("--quorum", type=int, default=0,
+                       metavar="URL=VKEY", help="a witness to collect cosignatures from "
+                                                "(repeatable)")
+    serve.add_argument("--quorum", type=_non_negative_int, default=0, metavar="N",
                        help="cosignatures needed before a checkpoint is published")
-    serve.add_argument("--batch-max", type=int, default=4096)
-    serve.add_argument("--batch-wait", type=float, default=0.01, metavar="SECONDS")
-    serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
-    serve.set_defaults(func=_log_serve)
+    serve.add_argument("--batch-max", type=positive_int, default=4096, metavar="N",
+                       help="the most entries sequenced in one batch")
+    serve.add_argument("--batch-wait", type=seconds, default=0.01, metavar="SECONDS",
+                       help="how long the sequencer gathers a batch")
 
-    for parser in (
-        log_sub.add_parser("audit", help="Re-hash every tile and check every checkpoint."),
-        sub.add_parser("audit", help="Audit the log: consistency, cosignatures, releases "
-                                     "(same as 'privproc log audit')."),
-    ):
-        parser.add_argument("--log", required=True, metavar="URL")
-        parser.add_argument("--vkey",
-                            help="the log's verifier key (else the signature is not checked)")
-        parser.add_argument("--witness-vkey", action="append", default=[], metavar="VKEY")
-        parser.add_argument("--quorum", type=int, default=0)
-        parser.add_argument("--state", type=Path, metavar="FILE",
-                            help="checkpoints seen before (created; consistency is checked)")
-        parser.add_argument("--max-keys", type=_max_keys, default=DEFAULT_MAX_KEYS, metavar="N",
+    audit_help = ("Audit the log: re-hash every tile, check every checkpoint against the "
+                  "trust file's keys and the ones seen before, list releases and keys.")
+    for parser in (clikit.leaf(actions, "audit", audit_help, _log_audit),
+                   clikit.leaf(sub, "audit", audit_help + " (same as 'privproc log audit')",
+                               _log_audit)):
+        parser.add_argument("--trust", type=Path, metavar="FILE",
+                            help="the trust file giving the log's URL, key, witnesses and "
+                                 "quorum (default: the local system's, from 'privproc up')")
+        parser.add_argument("--log", metavar="URL",
+                            help="the log's URL (default: the trust file's log, else its "
+                                 "relay's /log)")
+        parser.add_argument("--vkey", metavar="VKEY",
+                            help="the log's verifier key, instead of the trust file's")
+        parser.add_argument("--witness-vkey", action="append", default=[], metavar="VKEY",
+                            help="with --vkey: a witness's verifier key (repeatable)")
+        parser.add_argument("--quorum", type=_non_negative_int, metavar="N",
+                            help="with --vkey: cosignatures required (default: every "
+                                 "--witness-vkey)")
+        parser.add_argument("--state", type=Path, metavar="DIR",
+                            help=f"where the checkpoints seen before are kept ({AUDIT_STATE_FILE}"
+                                 "; default: beside the trust file)")
+        parser.add_argument("--max-keys", type=positive_int, metavar="N",
                             help="fail if more than N keys of one purpose and owner are valid "
-                                 f"at one instant (default {DEFAULT_MAX_KEYS}: the current key "
-                                 "and the next one; more means some clients may be getting "
-                                 "keys of their own)")
-        parser.set_defaults(func=_log_audit)
+                                 "at one instant (default: the trust file's max_keys, else "
+                                 f"{DEFAULT_MAX_KEYS}: the current key and the next one; more "
+                                 "means some clients may be getting keys of their own)")
 
-    witness = sub.add_parser("witness", help="Run a C2SP tlog witness.")
-    witness_sub = witness.add_subparsers(dest="action", required=True, metavar="ACTION")
-    wserve = witness_sub.add_parser("serve", help="Serve add-checkpoint and cosign.")
+    witness = clikit.group(sub, "witness", "A C2SP tlog witness that cosigns the log.")
+    wserve = clikit.leaf(witness, "serve", "Serve add-checkpoint and cosign.", witness_cli.run)
     witness_cli.configure_parser(wserve)
-    wserve.set_defaults(func=witness_cli.run)
 
-    release = sub.add_parser("release", help="Publish node releases to the log.")
-    release_sub = release.add_subparsers(dest="action", required=True, metavar="ACTION")
-    keygen = release_sub.add_parser("keygen", help="Make a release publisher key.")
-    keygen.add_argument("--name", required=True, help="key name, e.g. releases.example.com")
-    keygen.add_argument("--out", type=Path, required=True, metavar="FILE")
-    keygen.set_defaults(func=_release_keygen)
-    add = release_sub.add_parser("add", help="Sign a release record and add it to the log.")
-    add.add_argument("--log", required=True, metavar="URL")
+    release = clikit.group(sub, "release", "Publish node releases (and revoke them) in the log.")
+    keygen = clikit.leaf(release, "keygen", "Make a release publisher key.", _release_keygen)
+    keygen.add_argument("--name", required=True, metavar="NAME",
+                        help="the key name, e.g. releases.example.com")
+    keygen.add_argument("--out", type=Path, required=True, metavar="FILE",
+                        help="where to write the signing key (mode 0600)")
+    add = clikit.leaf(release, "add", "Sign a release record and add it to the log.",
+                      _release_add)
+    add.add_argument("--log", required=True, metavar="URL", help="the transparency log")
     add.add_argument("--key", type=Path, required=True, metavar="FILE",
-                     help="the publisher key (from 'privproc release keygen')")
-    add.add_argument("--measurement", type=_hex, required=True, metavar="HEX")
-    add.add_argument("--model", type=Path, metavar="FILE", help="model file (hashed)")
-    add.add_argument("--model-digest", type=_hex, metavar="HEX", help="or its SHA-256")
-    add.add_argument("--version", required=True)
-    add.add_argument("--source", required=True, metavar="REVISION")
+                     help="the release publisher key (privproc release keygen)")
+    add.add_argument("--measurement", type=hex_bytes, required=True, metavar="HEX",
+                     help="the node's launch measurement (privproc measure)")
+    add.add_argument("--model", type=Path, metavar="FILE", help="the model file (hashed)")
+    add.add_argument("--model-digest", type=hex_bytes, metavar="HEX",
+                     help="or the model file's SHA-256")
+    add.add_argument("--version", required=True, help="the release's version")
+    add.add_argument("--source", required=True, metavar="REVISION",
+                     help="the source revision it was built from")
     add.add_argument("--gpu", action="append", default=[], metavar="NAME=HEX",
-                     help="a GPU reference value (repeatable)")
-    add.add_argument("--time", metavar="ISO", help="release time, UTC (default now)")
-    add.set_defaults(func=_release_add)
-    revoke = release_sub.add_parser(
-        "revoke", help="Log a revocation: clients refuse every release of a measurement.")
-    revoke.add_argument("--log", required=True, metavar="URL")
+                     help="a GPU reference measurement (repeatable)")
+    add.add_argument("--time", type=_iso_time, metavar="ISO", help="release time, UTC "
+                                                                   "(default: now)")
+    revoke = clikit.leaf(release, "revoke",
+                         "Revoke a release: clients refuse its measurement from then on.",
+                         _release_revoke)
+    revoke.add_argument("--log", required=True, metavar="URL", help="the transparency log")
     revoke.add_argument("--key", type=Path, required=True, metavar="FILE",
-                        help="the publisher key (from 'privproc release keygen')")
-    revoke.add_argument("--measurement", type=_hex, required=True, metavar="HEX")
-    revoke.add_argument("--reason", required=True,
-                        help="a token naming why, e.g. CVE-2026-1234 or key-compromise")
-    revoke.add_argument("--time", metavar="ISO", help="revocation time, UTC (default now)")
-    revoke.set_defaults(func=_release_revoke)
+                        help="the release publisher key")
+    revoke.add_argument("--measurement", type=hex_bytes, required=True, metavar="HEX",
+                        help="the measurement to revoke")
+    revoke.add_argument("--reason", required=True, help="why, for auditors")
+    revoke.add_argument("--time", type=_iso_time, metavar="ISO",
+                        help="revocation time, UTC (default: now)")

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from privproc.errors import PrivprocError
 from privproc.files import replace_file
 from privproc.wire import merkle, note, tiles
 from privproc.wire.checkpoint import (
@@ -32,7 +33,7 @@ from privproc.wire.errors import CheckpointError, MerkleError, NoteError
 Fetch = Callable[[str], bytes]
 
 
-class LogClientError(Exception):
+class LogClientError(PrivprocError):
     """Base class for failures of log verification on the client side."""
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from privproc.errors import PrivprocError
 from privproc.files import replace_file, write_new_file
 from privproc.wire import note
 from privproc.wire.checkpoint import CosignatureSigner
@@ -30,7 +31,7 @@ Rand = Callable[[int], bytes]
 SEED_BYTES = 32
 
 
-class KeyFileError(Exception):
+class KeyFileError(PrivprocError):
     """A key file is missing, unreadable, readable by others, or malformed."""
 
 

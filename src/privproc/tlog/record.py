@@ -56,6 +56,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from privproc.errors import PrivprocError
+
 HEADER = "privproc-release/v1"
 KEY_HEADER = "privproc-key/v1"
 REVOCATION_HEADER = "privproc-revocation/v1"
@@ -71,7 +73,7 @@ _HEX = re.compile(r"(?:[0-9a-f]{2})+")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
 
-class RecordError(ValueError):
+class RecordError(PrivprocError, ValueError):
     """A log record is malformed or not canonical."""
 
 

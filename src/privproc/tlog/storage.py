@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from privproc.errors import PrivprocError
+
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL,"
     " checkpoint {blob} NOT NULL, published {blob} NOT NULL, published_size BIGINT NOT NULL)",
@@ -37,7 +39,7 @@ SCHEMA = [
 ]
 
 
-class StorageError(Exception):
+class StorageError(PrivprocError):
     """The log storage failed, or another writer changed it underneath."""
 
 

@@ -51,6 +51,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from privproc.errors import PrivprocError
 from privproc.wire import merkle
 from privproc.wire.checkpoint import (
     MAX_TIMESTAMP,
@@ -102,11 +103,11 @@ State = tuple[int, bytes]
 """A witness's record for one origin: ``(tree size, root hash)``."""
 
 
-class AddCheckpointError(ValueError):
+class AddCheckpointError(PrivprocError, ValueError):
     """An ``add-checkpoint`` request body is malformed (answered with 400)."""
 
 
-class WitnessStoreError(Exception):
+class WitnessStoreError(PrivprocError):
     """The witness state store refused an update or is unusable."""
 
 

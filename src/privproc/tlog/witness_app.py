@@ -39,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from privproc.errors import PrivprocError
 from privproc.service import BodyTooLarge, problem, read_body
 from privproc.wire.checkpoint import CosignatureSigner
 from privproc.wire.errors import NoteError
@@ -62,7 +63,7 @@ KEY_FILE = "witness.key"
 VKEY_FILE = "witness.vkey"
 
 
-class WitnessKeyError(Exception):
+class WitnessKeyError(PrivprocError):
     """The witness key file is unusable: unreadable, too open, malformed, or misnamed."""
 
 

@@ -14,12 +14,10 @@ witness's verifier key to stdout as ``witness vkey: <vkey>``, keeps its state in
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from privproc.service import Listen
 from privproc.wire.errors import NoteError
 from privproc.wire.note import Ed25519Verifier, Verifier, check_key_name
 
@@ -27,13 +25,6 @@ __all__ = ["DB_FILE", "DEFAULT_NAME", "configure_parser", "main", "run"]
 
 DEFAULT_NAME = "witness.privproc.local"
 DB_FILE = "witness.db"
-
-
-def _listen(value: str) -> Listen:
-    try:
-        return Listen.parse(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _log_key(value: str) -> Ed25519Verifier:
@@ -52,23 +43,16 @@ def _name(value: str) -> str:
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    """Add the ``witness serve`` options to ``p``.
+    """Add the ``witness serve`` options to ``p``."""
+    from privproc import clikit
 
-    ``--log-level`` is added unless ``p`` already has it (the main CLI's ``service``
-    helper adds it to every service).
-    """
-    p.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
-    p.add_argument("--state", type=Path, required=True, metavar="DIR",
-                   help="state directory: witness.key (0600), witness.vkey, witness.db")
+    clikit.add_service_options(p, state="witness.key (0600), witness.vkey, witness.db")
     p.add_argument("--name", type=_name, default=DEFAULT_NAME, metavar="NAME",
-                   help=f"the witness key name (default {DEFAULT_NAME})")
-    p.add_argument("--log", type=_log_key, action="append", required=True, metavar="VKEY",
-                   dest="logs",
+                   help="the witness key name")
+    p.add_argument("--log-vkey", type=_log_key, action="append", required=True,
+                   metavar="VKEY", dest="logs",
                    help="verifier key of a log to witness (repeatable); the log's origin is "
                         "the key's name, and several keys with one name are all trusted")
-    with contextlib.suppress(argparse.ArgumentError):  # unless it is already there
-        p.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
 
 
 def _logs(verifiers: Sequence[Ed25519Verifier]) -> dict[str, list[Verifier]]:

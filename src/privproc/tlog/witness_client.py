@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from privproc.errors import PrivprocError
 from privproc.wire.errors import NoteError
 from privproc.wire.note import parse_note
 
@@ -37,7 +38,7 @@ _HASH_SIZE = 32
 _SIZE_BODY = re.compile(rb"(0|[1-9][0-9]{0,19})\n")
 
 
-class WitnessError(Exception):
+class WitnessError(PrivprocError):
     """A witness refused the checkpoint, answered malformed, or could not be reached."""
 
 

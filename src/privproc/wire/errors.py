@@ -5,8 +5,10 @@ Every parser and protocol function in :mod:`privproc.wire` raises a subclass of
 ``except`` clause while still telling the cases apart.
 """
 
+from privproc.errors import PrivprocError
 
-class WireError(Exception):
+
+class WireError(PrivprocError):
     """Base class for every error raised by the protocol core."""
 
 

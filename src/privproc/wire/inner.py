@@ -14,9 +14,11 @@ Plaintext encoding, version 1 (all integers big-endian)::
     InnerResponse = version(1) = 0x01 | status(1) | json_len(4) | json
 
 ``task`` is 1 (summarize) or 2 (write); ``json`` is UTF-8 JSON: for summarize
-``{"messages": [{"sender", "time", "text"}], "max_bullets": n}``, for write
-``{"draft": str, "tone": str}``. ``nonce`` is the client's per-request nonce, echoed in
-the response JSON as ``"nonce"`` (hex) so a response cannot be swapped for another.
+``{"messages": [{"sender", "time", "text"}], "max_bullets": n}`` and optionally
+``"reader": str``, for write ``{"draft": str, "tone": str}``, each within the limits of
+:mod:`privproc.wire.limits` (which both ends check). ``nonce`` is the client's
+per-request nonce, echoed in the response JSON as ``"nonce"`` (hex) so a response cannot
+be swapped for another.
 Response ``status`` is 0 for success (JSON ``{"result": [...], "nonce": ...}``) or an
 error code (JSON ``{"error": "<content-free message>", "nonce": ...}``).
 """

@@ -18,16 +18,19 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from privproc.attest.simulated import SimulatedIdentity
-from privproc.demo.supervisor import Supervisor, free_port
 from privproc.files import replace_file
+from privproc.paths import default_trust_file
 from privproc.tlog.bundle import BundleFormatError, LogBundle
 from privproc.tlog.keys import load_or_create_signer
 from privproc.tlog.publish import publish
 from privproc.tlog.record import KeyRecord, RecordError, ReleaseRecord, decode_entry
 from privproc.tlog.witness_app import load_or_create_witness_key
+from privproc.up.lock import StateLock
+from privproc.up.supervisor import Supervisor
 
 HOST = "127.0.0.1"
 LOG_ORIGIN = "log.privproc.local"
@@ -42,6 +45,15 @@ class System:
     state: Path
     urls: dict[str, str]
     client_config: Path
+    lock: StateLock | None = None
+
+    def stop(self) -> None:
+        """Stop every service, then free the state directory."""
+        try:
+            self.sup.stop_all()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 def _say(message: str) -> None:
@@ -105,23 +117,30 @@ def _model_digest(backend: str) -> bytes:
 def start(state: Path, *, nodes: int = 1, backend: str = "llama",
           node_config: Path | None = None, issuer_quota: int = 200,
           node_extra: tuple[str, ...] = (), node_cwd: Path | None = None) -> System:
-    """The whole system; ``node_extra`` adds ``privproc node serve`` options (tests)."""
-    state.mkdir(parents=True, exist_ok=True)
+    """The whole system; ``node_extra`` adds ``privproc node serve`` options (tests).
+
+    Holds the state directory's lock until :meth:`System.stop`: a second system on the
+    same state would share its databases and overwrite its trust file.
+    """
+    lock = StateLock(state)
     sup = Supervisor(state / "logs")
     try:
-        return _start(sup, state, nodes, backend, node_config=node_config,
-                      issuer_quota=issuer_quota, node_extra=node_extra, node_cwd=node_cwd)
+        system = _start(sup, state, nodes, backend, node_config=node_config,
+                        issuer_quota=issuer_quota, node_extra=node_extra, node_cwd=node_cwd)
     except BaseException:
         sup.stop_all()
+        lock.release()
         raise
+    system.lock = lock
+    return system
 
 
 def _start(sup: Supervisor, state: Path, nodes: int, backend: str, *,
            node_config: Path | None, issuer_quota: int, node_extra: tuple[str, ...],
            node_cwd: Path | None) -> System:
-    ports = {name: free_port() for name in ("log", "witness", "issuer", "gateway", "relay",
-                                            "origin")}
-    urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
+    # Every service listens on port 0 and says where it bound: no port is picked, freed
+    # and bound again (another process could take it in between).
+    any_port = f"{HOST}:0"
     log_signer = load_or_create_signer(state / "log" / "log.key", LOG_ORIGIN)
     witness = load_or_create_witness_key(state / "witness", WITNESS_NAME)
     publisher = load_or_create_signer(state / "publisher.key", "releases.privproc.local")
@@ -135,48 +154,56 @@ def _start(sup: Supervisor, state: Path, nodes: int, backend: str, *,
     # The simulated platform's identity (its roots go into the trust file) exists before
     # the gateway, which checks nodes against the trust file, starts.
     SimulatedIdentity.load_or_create(state / "node" / "simulated")
+
+    _say("starting the transparency log and a witness")
+    urls: dict[str, str] = {}
+    urls["witness"] = sup.start(
+        "witness", ["witness", "serve", "--listen", any_port, "--state", str(state / "witness"),
+                    "--name", WITNESS_NAME, "--log-vkey", log_signer.verifier_key]).url
+    urls["log"] = sup.start(
+        "log", ["log", "serve", "--listen", any_port, "--state", str(state / "log"),
+                "--origin", LOG_ORIGIN, "--publisher", publisher.verifier_key,
+                "--key-publisher", gateway_publisher.verifier_key, "--key-publisher",
+                issuer_publisher.verifier_key, "--witness",
+                f"{urls['witness']}={witness.verifier_key}", "--quorum", "1"]).url
+    _say("starting the token issuer, the origin, the gateway and the relay")
+    issuer = sup.spawn(
+        "issuer", ["issuer", "serve", "--listen", any_port, "--state", str(state / "issuer"),
+                   "--static-account", f"@{state / 'accounts'}", "--name", ISSUER_NAME,
+                   "--log", urls["log"], "--publisher-key", str(state / "issuer-publisher.key"),
+                   "--quota", str(issuer_quota)])
+    origin = sup.spawn("origin", ["echo", "serve", "--listen", any_port])
+    urls["issuer"] = sup.ready(issuer).url
+    urls["origin"] = sup.ready(origin).url
+    # The gateway checks nodes against a trust file of its own: the clients' one names the
+    # relay, which starts after the gateway.
+    gateway_trust = state / "gateway" / "trust.toml"
+    gateway_trust.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    replace_file(gateway_trust, _client_toml({**urls, "relay": urls["log"]},
+                                             log_signer.verifier_key, witness.verifier_key,
+                                             None, roots="../node/simulated/simulated-roots.pem"),
+                 0o600)
+    urls["gateway"] = sup.start(
+        "gateway", ["gateway", "serve", "--listen", any_port, "--upstream", urls["origin"],
+                    "--state", str(state / "gateway"), "--node-directory", "--trust",
+                    str(gateway_trust), "--node-url-allow", f"http://{HOST}:*",
+                    "--node-token", f"@{state / 'node-token'}", "--issuer-keys",
+                    str(state / "issuer"), "--issuer-name", ISSUER_NAME, "--origin-name",
+                    ORIGIN_NAME, "--log", urls["log"], "--publisher-key",
+                    str(state / "gateway-publisher.key"), "--staple-refresh", "1"]).url
+    urls["relay"] = sup.start(
+        "relay", ["relay", "serve", "--listen", any_port, "--gateway",
+                  urls["gateway"] + "/gateway", "--log", urls["log"]]).url
     client_config = state / "client.toml"
     replace_file(client_config, _client_toml(urls, log_signer.verifier_key,
                                              witness.verifier_key, account), 0o600)
-
-    _say("starting the transparency log and a witness")
-    sup.start("witness", ["witness", "serve", "--listen", f"{HOST}:{ports['witness']}",
-                          "--state", str(state / "witness"), "--name", WITNESS_NAME,
-                          "--log", log_signer.verifier_key], urls["witness"])
-    sup.start("log", ["log", "serve", "--listen", f"{HOST}:{ports['log']}", "--state",
-                      str(state / "log"), "--origin", LOG_ORIGIN, "--publisher",
-                      publisher.verifier_key, "--key-publisher", gateway_publisher.verifier_key,
-                      "--key-publisher", issuer_publisher.verifier_key, "--witness",
-                      f"{urls['witness']}={witness.verifier_key}", "--quorum", "1"],
-              urls["log"])
-    _say("starting the token issuer, the origin, the gateway and the relay")
-    sup.start("issuer", ["issuer", "serve", "--listen", f"{HOST}:{ports['issuer']}",
-                         "--state", str(state / "issuer"), "--static-account",
-                         f"@{state / 'accounts'}", "--name", ISSUER_NAME, "--log",
-                         urls["log"], "--publisher-key", str(state / "issuer-publisher.key"),
-                         "--quota", str(issuer_quota)],
-              urls["issuer"])
-    sup.start("origin", ["echo", "--listen", f"{HOST}:{ports['origin']}"], urls["origin"])
-    sup.start("gateway", ["gateway", "--listen", f"{HOST}:{ports['gateway']}", "--upstream",
-                          urls["origin"], "--state", str(state / "gateway"),
-                          "--node-directory", "--trust", str(client_config),
-                          "--node-url-allow", f"http://{HOST}:*", "--node-token",
-                          f"@{state / 'node-token'}", "--issuer-keys", str(state / "issuer"),
-                          "--issuer-name", ISSUER_NAME, "--origin-name", ORIGIN_NAME,
-                          "--log", urls["log"], "--publisher-key",
-                          str(state / "gateway-publisher.key"), "--staple-refresh", "2"],
-              urls["gateway"])
-    sup.start("relay", ["relay", "--listen", f"{HOST}:{ports['relay']}", "--gateway",
-                        urls["gateway"] + "/gateway", "--log", urls["log"]], urls["relay"])
     measurement = b""
     for i in range(nodes):
-        port = free_port()
-        url = f"http://{HOST}:{port}"
         _say(f"starting node-{i} (simulated platform, backend {backend})")
-        service = sup.start(f"node-{i}", [*node_args(state, url, urls["gateway"], backend,
-                                                     node_config), *node_extra], url,
-                            timeout=180, cwd=node_cwd)
-        urls[f"node-{i}"] = url
+        service = sup.start(f"node-{i}", [*node_args(state, f"http://{any_port}",
+                                                     urls["gateway"], backend, node_config),
+                                          *node_extra], timeout=180, cwd=node_cwd)
+        urls[f"node-{i}"] = service.url
         measurement = node_measurement_from_log(service.log_text())
     _say(f"publishing the node release (measurement {measurement.hex()[:16]}...) to the log")
     record = ReleaseRecord(measurement=measurement, model_sha256=_model_digest(backend),
@@ -199,7 +226,7 @@ def node_args(state: Path, url: str, gateway: str, backend: str, node_config: Pa
             backend, "--directory", gateway, "--node-token", f"@{state / 'node-token'}",
             "--heartbeat", "2"]
     if node_config is not None:
-        args += ["--config", str(node_config)]
+        args += ["--node-config", str(node_config)]
     return args
 
 
@@ -234,9 +261,12 @@ def wait_for_listed_nodes(gateway: str, operator_token: str, count: int,
                        f"{count} nodes after {timeout:.0f}s")
 
 
-def _client_toml(urls: dict[str, str], log_vkey: str, witness_vkey: str, account: str
-                 ) -> bytes:
-    return (
+def _client_toml(urls: dict[str, str], log_vkey: str, witness_vkey: str,
+                 account: str | None, *,
+                 roots: str = "node/simulated/simulated-roots.pem") -> bytes:
+    """A trust file for this system; without ``account``, one with no token issuer (the
+    gateway's, for checking nodes)."""
+    text = (
         "[service]\n"
         f'relay = "{urls["relay"]}/"\n'
         f'gateway_name = "{ORIGIN_NAME}"\n'
@@ -247,14 +277,18 @@ def _client_toml(urls: dict[str, str], log_vkey: str, witness_vkey: str, account
         "quorum = 1\n\n"
         "[attestation]\n"
         "allow_simulated = true\n"
-        'simulated_roots = "node/simulated/simulated-roots.pem"\n\n'
-        "[policy]\n\n"
-        "[tokens]\n"
-        f'issuer = "{urls["issuer"]}"\n'
-        f'account_token = "{account}"\n'
-        f'issuer_name = "{ISSUER_NAME}"\n'
-        f'origin_name = "{ORIGIN_NAME}"\n'
-    ).encode()
+        f'simulated_roots = "{roots}"\n\n'
+        "[policy]\n"
+    )
+    if account is not None:
+        text += (
+            "\n[tokens]\n"
+            f'issuer = "{urls["issuer"]}"\n'
+            f'account_token = "{account}"\n'
+            f'issuer_name = "{ISSUER_NAME}"\n'
+            f'origin_name = "{ORIGIN_NAME}"\n'
+        )
+    return text.encode()
 
 
 def run(state: Path, nodes: int, backend: str, node_config: Path | None) -> int:
@@ -262,7 +296,13 @@ def run(state: Path, nodes: int, backend: str, node_config: Path | None) -> int:
     for name, url in system.urls.items():
         _say(f"  {name:10s} {url}")
     _say(f"client configuration: {system.client_config}")
-    _say("all services healthy; Ctrl-C stops them")
+    sample = resources.files("privproc.demo").joinpath("sample_chat.txt")
+    _say("all services healthy; Ctrl-C stops them. In another terminal, try:")
+    trust = "" if system.client_config == default_trust_file() else \
+        f" --trust {system.client_config}"
+    _say(f"  privproc summarize {sample} --me Sam{trust}")
+    _say(f"  privproc write \"cant make it tmrw, can we do friday?\" --tone professional{trust}")
+    _say(f"  privproc audit{trust}")
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -280,5 +320,5 @@ def run(state: Path, nodes: int, backend: str, node_config: Path | None) -> int:
             time.sleep(0.5)
     finally:
         _say("stopping")
-        system.sup.stop_all()
+        system.stop()
     return 0

@@ -1,0 +1,1 @@
+"""``privproc up``: the whole system on one machine, on loopback, simulated platform."""
