@@ -6,15 +6,22 @@ Direct: the same sealed task POSTed straight to the node. One-time costs: verify
 key bundle (gateway and issuer key records, proofs, checkpoint consistency with the
 client's log view) and a node (evidence, key binding, the stapled release proof,
 revocation), both offline once the bundles are in hand. ``--quick`` sends fewer requests.
-The issuer that ``privproc up`` starts allows 200 tokens a day per account, so the full
-run sends 150.
+The issuer is started with a quota that covers the run (``privproc up``'s default of 200
+tokens a day per account would not: the full run fetches over 300).
+
+Also the CPU time the gateway and the relay spend per private request (utime + stime
+from /proc over the sequential run), and, once the services are stopped, the gateway's
+redemption in process (parse, verify, spend with SQLite group commit) on one core, 64
+and 1 at a time, per second of wall time and per second of CPU time.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -26,10 +33,81 @@ from privproc.client.sdk import PrivateProcessingClient
 from privproc.client.tokens import TokenWallet
 from privproc.client.transparency import release_proofs, verify_key_bundle
 from privproc.client.trust import load_trust
+from privproc.gateway.redeem import Redeemer, RedemptionConfig
+from privproc.gateway.spend import SqliteSpendStore
+from privproc.issuer import keystore
 from privproc.up.system import start
-from privproc.wire import inner
+from privproc.wire import bhttp, inner
+from privproc.wire import privacypass as pp
 
 PAYLOAD = {"messages": [{"sender": "A", "time": "t", "text": "hello there"}] * 20}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (live and exited)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redemption_rate(token_type: int, tokens: int, concurrency: int) -> tuple[float, float]:
+    """Redemptions per second of the gateway's :class:`Redeemer` in process: parse the
+    Authorization field, look up the key, verify, and spend in SQLite (group commit,
+    fsynced), ``concurrency`` requests at a time. Run pinned to one core. Returns the rate
+    per second of wall time and per second of the process's CPU time (all its threads:
+    what one core does when nothing else wants it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        keydir = Path(tmp) / "issuer"
+        keydir.mkdir(mode=0o700)
+        key = keystore.load_or_create(keydir, int(time.time())).current(token_type)
+        challenge = pp.TokenChallenge(token_type, "issuer.bench", b"", ["origin.bench"])
+        requests = []
+        for _ in range(tokens):
+            request, state = pp.begin_issuance(token_type, key.public, challenge)
+            token = pp.finalize_token(state, pp.issue(key.private, request))
+            requests.append(bhttp.Request(
+                method=b"POST", scheme=b"https", authority=b"origin.bench", path=b"/x",
+                headers=(bhttp.Field(b"authorization",
+                                     pp.format_authorization(token).encode()),),
+                content=b""))
+        store = SqliteSpendStore(Path(tmp) / "spent.db")
+        redeemer = Redeemer(RedemptionConfig(issuer_keys=keydir, issuer_name="issuer.bench",
+                                             origin_name="origin.bench", spend_store=store))
+
+        async def run() -> tuple[float, float]:
+            todo = iter(requests)
+
+            async def worker() -> None:
+                for request in todo:
+                    _, refusal = await redeemer.redeem(request, time.time())
+                    assert refusal is None, refusal.reason
+
+            started, cpu = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return (tokens / (time.perf_counter() - started),
+                    tokens / (time.process_time() - cpu))
+
+        try:
+            return asyncio.run(run())
+        finally:
+            store.close()
+
+
+def redemption_table(quick: bool) -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, writer included
+    tokens = 300 if quick else 2000
+    print()
+    print("| gateway redemption in process, one core (parse, verify, spend in SQLite, "
+          "fsync) | redemptions/s | per CPU-second |")
+    print("|---|---:|---:|")
+    for token_type, name in ((pp.TOKEN_TYPE_BLIND_RSA, "0x0002 blind RSA"),
+                             (pp.TOKEN_TYPE_VOPRF, "0x0001 VOPRF")):
+        for concurrency in (64, 1):
+            count = tokens if concurrency > 1 and token_type == pp.TOKEN_TYPE_BLIND_RSA \
+                else tokens // 4
+            rate, per_cpu = redemption_rate(token_type, count, concurrency)
+            print(f"| {name}, {concurrency} at a time | {rate:,.0f} | {per_cpu:,.0f} |")
 
 
 def stats(samples: list[float]) -> tuple[float, float, float]:
@@ -44,7 +122,8 @@ def main() -> None:
     args = parser.parse_args()
     n = 50 if args.quick else 150
     with tempfile.TemporaryDirectory() as tmp:
-        system = start(Path(tmp), backend="echo")
+        # Tokens: a batch of n + 20 per fetch, fetched ahead and again as the wallet runs low.
+        system = start(Path(tmp), backend="echo", issuer_quota=4 * n + 1000)
         try:
             trust = load_trust(system.client_config)
             assert trust.tokens is not None
@@ -74,10 +153,14 @@ def main() -> None:
             for _ in range(5):
                 client.summarize(PAYLOAD["messages"])  # warm
             private = []
+            pids = {name: system.sup.services[name].process.pid for name in ("gateway", "relay")}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             for _ in range(n):
                 t = time.perf_counter()
                 client.summarize(PAYLOAD["messages"])
                 private.append(time.perf_counter() - t)
+            cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / n
+                   for name, pid in pids.items()}
             direct = []
             url = system.urls["node-0"] + "/process"
             for _ in range(n):
@@ -89,7 +172,7 @@ def main() -> None:
                     open_task(ctx, nonce, resp.read())
                 direct.append(time.perf_counter() - t)
         finally:
-            system.sup.stop_all()
+            system.stop()
     rows = [("direct to the node (sealed)", stats(direct)),
             ("full private path (token, relay, gateway, node)", stats(private))]
     print("| path (no-op task, sequential) | p50 ms | p99 ms | req/s |")
@@ -97,10 +180,14 @@ def main() -> None:
     for name, (p50, p99, rps) in rows:
         print(f"| {name} | {p50:.2f} | {p99:.2f} | {rps:,.0f} |")
     print(f"| privacy overhead (p50) | {rows[1][1][0] - rows[0][1][0]:+.2f} | | |")
+    for name in ("gateway", "relay"):
+        print(f"| {name} CPU per private request, ms (utime+stime over {n} requests, "
+              f"background work included) | {cpu[name] * 1000:.2f} | | |")
     print(f"| one-time verification of the key bundle, stapled (median of 20) | "
           f"{statistics.median(key_times) * 1000:.2f} | | |")
     print(f"| one-time verification of a new node, stapled (median of 20) | "
           f"{statistics.median(verify_times) * 1000:.2f} | | |")
+    redemption_table(args.quick)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Inference benchmark: the summarize task on a 20-message chat with the embedded model.
 
-Prints seconds per summary, prompt and generation speed (tokens/s) and summaries per
-minute for the default model (``privproc.inference.models.DEFAULT_MODEL``, llama.cpp,
+Prints seconds per summary, prompt and generation speed (tokens/s, of the last model call
+of a summary) and summaries per minute for the default model rephrasing the bullets
+(``phrasing=True``; the node's summaries use no model by default,
+``prompts.MODEL_PHRASING``) (``privproc.inference.models.DEFAULT_MODEL``, llama.cpp,
 one thread per core), next to the model-free extractive summarizer. Run with ``make bench`` or
 ``.venv/bin/python bench/inference.py``; ``--quick`` runs fewer summaries; ``--model``
 takes any GGUF file.
@@ -23,6 +25,7 @@ from privproc.inference import (
     LlamaBackend,
     summarize,
 )
+from privproc.inference.tasks import summarize_cited
 
 CHAT = [
     ChatLine("Alice", "09:02", "Morning all! Reminder that the quarterly report is due Friday."),
@@ -66,21 +69,37 @@ def main() -> int:
         print(f"cannot load the embedded model: {exc}", file=sys.stderr)
         return 1
     load_s = time.perf_counter() - started
-    summarize(llama, CHAT, args.bullets, reader="Sam")  # warm-up, not timed
+    # Summaries use the model only to rephrase bullets, and only where
+    # prompts.MODEL_PHRASING says so (off by default: the node's summaries are the
+    # model-free pipeline, the extractive row below). phrasing=True measures the model.
+    def with_model() -> list[str]:
+        return [b.text for b in summarize_cited(llama, CHAT, args.bullets, reader="Sam",
+                                                phrasing=True)]
 
-    seconds, prompt_tps, gen_tps, prompt_tokens, gen_tokens = [], [], [], [], []
+    with_model()  # warm-up, not timed
+
+    seconds: list[float] = []
+    prompt_tps: list[float] = []
+    gen_tps: list[float] = []
+    prompt_tokens: list[int] = []
+    gen_tokens: list[int] = []
     bullets: list[str] = []
     for _ in range(runs):
+        llama.last_stats = None
         t0 = time.perf_counter()
-        bullets = summarize(llama, CHAT, args.bullets, reader="Sam")
+        bullets = with_model()
         seconds.append(time.perf_counter() - t0)
-        stats = llama.last_stats
-        assert stats is not None
+        stats = llama.last_stats  # the last model call of the summary
+        if stats is None:
+            continue
         prompt_tokens.append(stats.prompt_tokens)
         gen_tokens.append(stats.completion_tokens)
         prompt_tps.append(stats.prompt_tokens / stats.prompt_seconds)
         gen_tps.append(stats.tokens_per_second)
     llama.close()
+
+    def avg(values: list[float] | list[int], fmt: str) -> str:
+        return format(statistics.mean(values), fmt) if values else "-"
 
     extractive = ExtractiveBackend()
     ext_seconds = []
@@ -107,17 +126,17 @@ def main() -> int:
             "gen tok/s",
         ),
         (
-            llama.name,
+            f"{llama.name} (model phrasing)",
             f"{mean:.2f}",
             f"{min(seconds):.2f}",
             f"{60 / mean:.1f}",
-            f"{statistics.mean(prompt_tokens):.0f}",
-            f"{statistics.mean(prompt_tps):.0f}",
-            f"{statistics.mean(gen_tokens):.0f}",
-            f"{statistics.mean(gen_tps):.1f}",
+            avg(prompt_tokens, ".0f"),
+            avg(prompt_tps, ".0f"),
+            avg(gen_tokens, ".0f"),
+            avg(gen_tps, ".1f"),
         ),
         (
-            extractive.name,
+            f"{extractive.name} (the node's default pipeline)",
             f"{ext_mean:.4f}",
             f"{min(ext_seconds):.4f}",
             f"{60 / ext_mean:.0f}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -83,9 +84,18 @@ async def measure(
     return total / elapsed, statistics.median(latencies) * 1000, p99 * 1000
 
 
-async def path_table(origin: str, relay: str, totals: dict[int, int]) -> None:
-    print("| concurrency | path | req/s | p50 ms | p99 ms |")
-    print("|---:|---|---:|---:|---:|")
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (live and exited)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def path_table(origin: str, relay: str, totals: dict[int, int],
+                     pids: dict[str, int]) -> None:
+    print("| concurrency | path | req/s | p50 ms | p99 ms | gateway CPU ms/req "
+          "| relay CPU ms/req |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     async with aiohttp.ClientSession() as direct, AsyncOHTTPClient(
         relay + "/", authority="bench.example"
     ) as client:
@@ -101,11 +111,18 @@ async def path_table(origin: str, relay: str, totals: dict[int, int]) -> None:
         for concurrency, total in totals.items():
             results = {}
             for name, send in (("direct", send_direct), ("OHTTP relay+gateway", send_ohttp)):
+                before = {party: cpu_seconds(pid) for party, pid in pids.items()}
                 results[name] = await measure(send, concurrency, total)
+                sent = total + min(20, total)  # with the warm-up requests
+                cpu = [(cpu_seconds(pid) - before[party]) / sent * 1000
+                       for party, pid in pids.items()]
                 rps, p50, p99 = results[name]
-                print(f"| {concurrency} | {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} |")
+                cells = (" | ".join(f"{c:.2f}" for c in cpu) if name != "direct"
+                         else " | ")
+                print(f"| {concurrency} | {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} "
+                      f"| {cells} |")
             overhead = results["OHTTP relay+gateway"][1] - results["direct"][1]
-            print(f"| {concurrency} | p50 added by OHTTP | | {overhead:+.2f} | |")
+            print(f"| {concurrency} | p50 added by OHTTP | | {overhead:+.2f} | | | |")
 
 
 def main() -> None:
@@ -124,7 +141,8 @@ def main() -> None:
                                         "warning"]).url
         relay = sup.start("relay", ["relay", "serve", "--listen", any_port, "--gateway",
                                     gateway + "/gateway", "--log-level", "warning"]).url
-        asyncio.run(path_table(origin, relay, totals))
+        pids = {party: sup.services[party].process.pid for party in ("gateway", "relay")}
+        asyncio.run(path_table(origin, relay, totals, pids))
 
 
 if __name__ == "__main__":

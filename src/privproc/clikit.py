@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from privproc.errors import PrivprocError
-from privproc.service import Listen
+from privproc.service import Limits, Listen
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -130,7 +130,9 @@ def hex_bytes(value: str) -> bytes:
 
 def add_service_options(parser: argparse.ArgumentParser, *, state: str | None,
                         redis: str | None = None) -> None:
-    """``--listen``, ``--state``, ``--log-level`` and (where shared stores exist) ``--redis``."""
+    """``--listen``, ``--state``, ``--log-level``, (where shared stores exist) ``--redis``,
+    and the connection limits (``--header-timeout``, ``--body-timeout``,
+    ``--max-connections``: see :func:`service_limits`)."""
     parser.add_argument("--listen", type=listen, required=True, metavar="HOST:PORT",
                         help="the address to serve on (port 0: any free port, printed at "
                              "start)")
@@ -142,6 +144,25 @@ def add_service_options(parser: argparse.ArgumentParser, *, state: str | None,
         parser.add_argument("--redis", metavar="URL",
                             help=f"{redis}; @FILE or env:NAME keeps a password off the "
                                  "command line")
+    defaults = Limits()
+    parser.add_argument("--header-timeout", type=seconds, default=defaults.header_timeout,
+                        metavar="SECONDS",
+                        help="close a connection whose request headers are not complete "
+                             "within this time (answering 408)")
+    parser.add_argument("--body-timeout", type=seconds, default=defaults.body_timeout,
+                        metavar="SECONDS",
+                        help="close a connection whose request body brings no data for "
+                             "this long")
+    parser.add_argument("--max-connections", type=positive_int,
+                        default=defaults.max_connections, metavar="N",
+                        help="open connections (and requests in progress) beyond which "
+                             "requests are answered 503")
+
+
+def service_limits(args: argparse.Namespace) -> Limits:
+    """The connection limits given by :func:`add_service_options`' options."""
+    return Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                  max_connections=args.max_connections)
 
 
 def secret(value: str, option: str, *, url: bool = False) -> str:

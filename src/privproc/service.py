@@ -82,15 +82,23 @@ def anonymous_session(timeout: float) -> aiohttp.ClientSession:
     """An outbound HTTP session that adds nothing identifying and changes no body.
 
     No cookies, no default User-Agent/Accept/Accept-Encoding (only the headers a caller
-    passes go out), no transparent decompression, pooled connections.
+    passes go out), no transparent decompression, pooled connections kept alive for
+    reuse (:data:`UPSTREAM_KEEPALIVE`: an idle one is dropped before the next privproc
+    service would close it, so a request is never sent on a connection being closed).
     """
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=timeout),
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
         auto_decompress=False,
-        connector=aiohttp.TCPConnector(limit=256),
+        connector=aiohttp.TCPConnector(limit=256, force_close=False,
+                                       keepalive_timeout=UPSTREAM_KEEPALIVE),
     )
+
+
+UPSTREAM_KEEPALIVE = 4.0
+"""Seconds an outbound connection is kept idle for reuse: under the 5 s a privproc
+service (uvicorn) keeps an idle client connection open."""
 
 
 def setup_logging(name: str, level: str = "INFO") -> logging.Logger:
@@ -123,26 +131,68 @@ def bound_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(app: Any, listen: Listen | socket.socket, log_level: str = "info") -> None:
+@dataclass(frozen=True)
+class Limits:
+    """What one service's connections may hold (slowloris, connection floods).
+
+    ``header_timeout``: seconds for a request's headers to be complete (from the
+    connection's start, or the request's first byte on a kept-alive connection);
+    ``body_timeout``: seconds a body may go without data; ``max_connections``: open
+    connections (and requests in progress) beyond which requests are answered 503;
+    ``keep_alive``: seconds an idle kept-alive connection stays open.
+    """
+
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 1000
+    keep_alive: int = 5
+
+
+class _ClientGone:
+    """The app, quiet about a client that went away (or was cut off by a read deadline)
+    while its body was being read: nobody is left to answer, nothing is worth a traceback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from starlette.requests import ClientDisconnect
+
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            logging.getLogger("privproc.connections").info(
+                "client disconnected before its request was read")
+
+
+def serve(app: Any, listen: Listen | socket.socket, log_level: str = "info",
+          limits: Limits | None = None) -> None:
     """Run an ASGI app on uvicorn with the fast loop and parser, no access log.
 
     ``listen`` is an address (port 0: any free port) or a socket from :func:`bind` (a
     service that must know its own URL before it serves binds first). Prints
     ``listening on URL`` once bound. Exits with status 3 if the app fails to start.
-    The access log is off because it records client addresses and paths.
+    The access log is off because it records client addresses and paths. ``limits``
+    bounds what connections may hold (:class:`Limits`; read deadlines from
+    :mod:`privproc.connguard`).
     """
     import uvicorn
 
+    from privproc.connguard import guarded_protocol
+
+    limits = limits or Limits()
     sock = listen if isinstance(listen, socket.socket) else bind(listen)
     print(f"{LISTENING} {bound_url(sock)}", flush=True)
     config = uvicorn.Config(
-        app,
+        _ClientGone(app),
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(limits.header_timeout, limits.body_timeout),
         access_log=False,
         log_level=log_level,
         server_header=False,
         date_header=True,
+        limit_concurrency=limits.max_connections,
+        timeout_keep_alive=limits.keep_alive,
     )
     server = uvicorn.Server(config)
     try:

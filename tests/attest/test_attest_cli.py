@@ -158,7 +158,7 @@ def test_simulated_bundle_with_explicit_root(sim_files: tuple[Path, Path, int]) 
     assert f"measurement:     {MEASUREMENT.hex()}" in out
     assert f"(unix {expiry})" in out
     assert "nonce:           0102" in out
-    assert "key config:      key_id=1 kem=0x0020" in out
+    assert "key config:      key_id=1 kem=0x0020 (X25519) public_key=" in out
     assert "gpu:             4 measurement block(s)" in out
     assert "evidence digest: sha256:" in out
     # nonce mismatch, expiry, measurement policy

@@ -275,7 +275,7 @@ def test_async_client_concurrent_requests(stack: Stack) -> None:
 def test_relay_refusal_surfaces_as_client_error(stack: Stack) -> None:
     client = OHTTPClient(stack.relay + "/", authority="a.example")
     config = client.key_config()
-    other = hpke.KeyPair.generate().public_bytes
+    other = hpke.KeyPair.generate(kem_id=config.kem_id).public_bytes
     bogus = ohttp.KeyConfig(config.key_id, config.kem_id, other, config.symmetric)
     client._config = bogus  # a forged key: the gateway cannot open what is sealed to it
     with pytest.raises(RelayRefusedError) as err:

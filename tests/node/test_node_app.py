@@ -75,7 +75,7 @@ def test_deadline_gives_an_error_never_a_partial_answer(keys: NodeKeys) -> None:
 
 def test_full_node_answers_503_with_retry_after(keys: NodeKeys) -> None:
     runner = Runner("slow")
-    app = create_app(NodeConfig("n", concurrency=1), keys, runner)
+    app = create_app(NodeConfig("n", concurrency=1, queue=0), keys, runner)
 
     async def both() -> list[tuple[int, dict[str, str], bytes]]:
         first = asyncio.create_task(call(app, sealed_request(keys)[0]))

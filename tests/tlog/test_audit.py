@@ -219,7 +219,7 @@ def test_audit_lists_keys_and_revocations_and_marks_revoked_releases(tmp_path: P
     assert lines[3].endswith(" 2023-11-14T22:13:21Z REVOKED at #5")
     assert lines[4].startswith("  #7 version=1.0.2 ") and "REVOKED" not in lines[4]
     assert lines[5:] == [
-        f"  #2 key purpose=ohttp-gateway owner=gw.example.com "
+        f"  #2 key purpose=ohttp-gateway owner=gw.example.com kem=UNKNOWN "
         f"sha256={gateway.key_sha256.hex()[:16]}... "
         "valid 2026-01-01T00:00:00Z to 2026-01-31T00:00:00Z",
         f"  #3 key purpose=privacypass-0002 owner={ISSUER} "
@@ -299,3 +299,18 @@ def test_audit_command_exits_1_on_surplus_keys(
     out, err = capsys.readouterr()
     assert "SURPLUS" not in out and "audit OK" in out
     assert main([*argv, "--max-keys", "0"]) == 2
+
+
+def test_audit_names_each_gateway_keys_kem(tmp_path: Path) -> None:
+    from privproc.wire import hpke, ohttp
+
+    hybrid = ohttp.GatewayKey.create(1, hpke.KeyPair.generate(kem_id=hpke.DEFAULT_KEM)).config
+    classic = ohttp.GatewayKey.create(2, hpke.KeyPair.generate()).config
+    records = [KeyRecord("ohttp-gateway", "gw.example.com", c.encode(), T0, T0 + DAY)
+               for c in (hybrid, classic)]
+    assert len(records[0].encode()) < 4096  # a 1,233-byte key configuration fits a record
+    storage = published(tmp_path / "log.db", [r.encode() for r in records])
+    code, out, _ = audit_output(fetcher(storage), POLICY, SeenCheckpoints(None))
+    assert code == 0
+    assert "  #0 key purpose=ohttp-gateway owner=gw.example.com kem=MLKEM768-X25519 " in out
+    assert "  #1 key purpose=ohttp-gateway owner=gw.example.com kem=X25519 " in out

@@ -722,7 +722,8 @@ def test_cli_parser_and_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert args.name == witness_cli.DEFAULT_NAME
     served: list[object] = []
 
-    def fake_serve(app: object, listen: object, log_level: str = "info") -> None:
+    def fake_serve(app: object, listen: object, log_level: str = "info",
+                   limits: object = None) -> None:
         served.append(listen)
 
     monkeypatch.setattr("privproc.service.serve", fake_serve)

@@ -1,4 +1,5 @@
-"""RFC 9180 vectors for DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256, all modes and AEADs."""
+"""RFC 9180 vectors for DHKEM(X25519, HKDF-SHA256) with HKDF-SHA256 and HKDF-SHA512, all
+modes and AEADs."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import pytest
 from privproc.wire import hpke
 from privproc.wire.errors import HPKEError
 
-VECTORS = json.loads(
-    (Path(__file__).parent.parent / "vectors/hpke/rfc9180-kem0020-kdf0001.json").read_text()
-)
+_DIR = Path(__file__).parent.parent / "vectors/hpke"
+VECTORS = json.loads((_DIR / "rfc9180-kem0020-kdf0001.json").read_text())
+VECTORS_SHA512 = json.loads((_DIR / "rfc9180-kem0020-kdf0003.json").read_text())
 
 
 def _id(v: dict[str, Any]) -> str:
-    return f"mode{v['mode']}-aead{v['aead_id']:04x}"
+    return f"kdf{v['kdf_id']}-mode{v['mode']}-aead{v['aead_id']:04x}"
 
 
 def _h(s: str) -> bytes:
@@ -25,9 +26,10 @@ def _h(s: str) -> bytes:
 
 
 def test_all_sixteen_mode_aead_combinations_are_present() -> None:
-    assert {(v["mode"], v["aead_id"]) for v in VECTORS} == {
-        (m, a) for m in range(4) for a in (1, 2, 3, 0xFFFF)
-    }
+    for vectors, kdf in ((VECTORS, 1), (VECTORS_SHA512, 3)):
+        assert {(v["mode"], v["aead_id"], v["kdf_id"]) for v in vectors} == {
+            (m, a, kdf) for m in range(4) for a in (1, 2, 3, 0xFFFF)
+        }
 
 
 def _setup(v: dict[str, Any]) -> tuple[bytes, hpke.SenderContext, hpke.RecipientContext]:
@@ -54,10 +56,12 @@ def _setup(v: dict[str, Any]) -> tuple[bytes, hpke.SenderContext, hpke.Recipient
     return enc, sender, receiver
 
 
-@pytest.mark.parametrize("v", VECTORS, ids=_id)
+@pytest.mark.parametrize("v", VECTORS + VECTORS_SHA512, ids=_id)
 def test_rfc9180_vector(v: dict[str, Any]) -> None:
     enc, sender, receiver = _setup(v)
     assert enc == _h(v["enc"])
+    ephemeral = hpke.KeyPair.derive(_h(v["ikmE"]))
+    assert ephemeral.private_bytes() == _h(v["skEm"])
     if v["aead_id"] != 0xFFFF:
         for e in v["encryptions"]:
             assert sender.seal(_h(e["pt"]), _h(e["aad"])) == _h(e["ct"])
@@ -93,7 +97,7 @@ def test_wrong_recipient_key_cannot_open() -> None:
     ("args", "message"),
     [
         ((0x10, 1, 1), "unsupported KEM"),
-        ((0x20, 2, 1), "unsupported KDF"),
+        ((0x20, 0x10, 1), "unsupported KDF"),
         ((0x20, 1, 7), "unsupported AEAD"),
     ],
 )

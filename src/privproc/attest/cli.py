@@ -202,7 +202,7 @@ def _print_claims(c: VerifiedClaims, out: TextIO) -> None:
     _print_snp(c.snp, out)
     kc = c.ohttp_key_config
     suites = " ".join(f"{s.kdf_id:#06x}/{s.aead_id:#06x}" for s in kc.symmetric)
-    out.write(f"key config:      key_id={kc.key_id} kem={kc.kem_id:#06x} "
+    out.write(f"key config:      key_id={kc.key_id} kem={kc.kem_id:#06x} ({kc.kem_name}) "
               f"public_key={kc.public_key.hex()} kdf/aead={suites}\n")
     out.write(f"key expiry:      {_fmt_time(c.expiry)} (unix {c.expiry})\n")
     out.write(f"nonce:           {c.nonce.hex() if c.nonce is not None else '(none)'}\n")

@@ -21,9 +21,11 @@ Outline (indentation is inheritance)::
             RelayRefusedError, NodeBusyError
             LogUnavailableError      (also a LogError)
         KeyConfigFetchError, ResponseError
+        ClassicalKeyRefusedError     require_pq = true and a key is classical-only
+            NodeKeyNotPostQuantumError (also a NodeVerificationError)
         NodeVerificationError
             EvidenceRefusedError, KeyExpiredError, MeasurementNotLoggedError,
-            ReleaseRevokedError
+            ReleaseRevokedError, NodeKeyNotPostQuantumError
         NoVerifiedNodeError
         KeyNotLoggedError
             TooManyKeysError, KeyRecordExpiredError
@@ -89,6 +91,10 @@ class RelayRefusedError(TransportError):
         self.detail = detail
 
 
+class RelayUnreachableError(TransportError):
+    """No connection to the relay could be made (it, or the network, is down)."""
+
+
 class NodeBusyError(TransportError):
     """Every node the client tried was busy (503) for all its retries."""
 
@@ -119,6 +125,16 @@ class MeasurementNotLoggedError(NodeVerificationError):
 
 class ReleaseRevokedError(NodeVerificationError):
     """The node runs a release whose measurement a later log record revoked."""
+
+
+class ClassicalKeyRefusedError(ClientError):
+    """The trust file says ``require_pq = true`` and the gateway offers only keys whose KEM
+    is classical (X25519 alone): nothing is sealed to them."""
+
+
+class NodeKeyNotPostQuantumError(ClassicalKeyRefusedError, NodeVerificationError):
+    """The trust file says ``require_pq = true`` and the node's attested key is
+    classical-only: the node is refused."""
 
 
 class NoVerifiedNodeError(ClientError):

@@ -27,8 +27,10 @@ from privproc.wire import privacypass as pp
 from privproc.wire.errors import BinaryHttpError, HPKEError, KeyConfigError, OHTTPError
 
 from .errors import (
+    ClassicalKeyRefusedError,
     KeyConfigFetchError,
     RelayRefusedError,
+    RelayUnreachableError,
     RequestError,
     ResponseError,
     TransportError,
@@ -94,15 +96,23 @@ def open_response(
         raise ResponseError(f"inner response is not valid Binary HTTP: {exc}") from None
 
 
-def pick_config(body: bytes) -> ohttp.KeyConfig:
+def pick_config(body: bytes, *, require_pq: bool = False) -> ohttp.KeyConfig:
+    """The configuration to seal to: the first with a post-quantum KEM, else (unless
+    ``require_pq``) the first with a supported suite."""
     try:
         configs = ohttp.decode_key_configs(body)
     except KeyConfigError as exc:
         raise KeyConfigFetchError(f"gateway key configuration unusable: {exc}") from None
-    for config in configs:
-        if next(config.supported_suites(), None) is not None:
-            return config
-    raise KeyConfigFetchError("no key configuration offers a supported HPKE suite")
+    usable = [c for c in configs if next(c.supported_suites(), None) is not None]
+    if not usable:
+        raise KeyConfigFetchError("no key configuration offers a supported HPKE suite")
+    hybrid = [c for c in usable if c.post_quantum]
+    if not hybrid and require_pq:
+        offered = ", ".join(f"key_id {c.key_id} {c.kem_name}" for c in usable)
+        raise ClassicalKeyRefusedError(
+            f"require_pq is set, but the gateway offers only classical keys ({offered}); "
+            f"expected a post-quantum KEM (MLKEM768-X25519, 0x{hpke.KEM_MLKEM768_X25519:04x})")
+    return (hybrid or usable)[0]
 
 
 class _Base:
@@ -166,33 +176,36 @@ class OHTTPClient(_Base):
             self._config = pick_config(body)
         return self._config
 
-    def _post(self, sealed: bytes) -> tuple[int, str, bytes]:
+    def _post(self, sealed: bytes, timeout: float | None = None) -> tuple[int, str, bytes]:
+        wait = self.timeout if timeout is None else max(0.001, min(timeout, self.timeout))
         req = urllib.request.Request(
             self.relay_url, data=sealed, method="POST",
             headers={"Content-Type": ohttp.MEDIA_TYPE_REQUEST},
         )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=wait) as resp:
                 return resp.status, resp.headers.get("content-type", ""), resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.headers.get("content-type", ""), exc.read()
         except TimeoutError:
-            raise TransportError(f"the relay did not answer within {self.timeout:.0f} s "
+            raise TransportError(f"the relay did not answer within {wait:.0f} s "
                                  f"({self.relay_url})") from None
         except (urllib.error.URLError, OSError) as exc:
             if isinstance(getattr(exc, "reason", None), TimeoutError):
-                raise TransportError(f"the relay did not answer within {self.timeout:.0f} s "
+                raise TransportError(f"the relay did not answer within {wait:.0f} s "
                                      f"({self.relay_url})") from None
-            raise TransportError(f"cannot reach relay {self.relay_url}: {exc}") from None
+            raise RelayUnreachableError(f"cannot reach relay {self.relay_url}: {exc}") from None
 
     def request(
         self, method: str, path: str, *, headers: Headers = (), content: bytes = b"",
-        spent: list[pp.Token] | None = None,
+        spent: list[pp.Token] | None = None, timeout: float | None = None,
     ) -> bhttp.Response:
         """Send one request through the relay.
 
         Refetches the gateway key once on a 422, and, with a token wallet, answers a 401
         token challenge once with a fresh token. Tokens attached are appended to ``spent``.
+        ``timeout`` (seconds, at most the client's own) bounds each exchange of this
+        request: what is left of a caller's deadline budget.
         """
         refreshed = retried = False
         while True:
@@ -205,7 +218,7 @@ class OHTTPClient(_Base):
                 headers=self._with_token(headers, token), content=content, now=self._clock(),
                 rand=self._rand,
             )
-            status, ctype, body = self._post(sealed)
+            status, ctype, body = self._post(sealed, timeout)
             if status == 422 and not refreshed:
                 refreshed = True
                 continue
@@ -292,7 +305,8 @@ class AsyncOHTTPClient(_Base):
             ) as resp:
                 return resp.status, resp.headers.get("content-type", ""), await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransportError(f"cannot reach relay {self.relay_url}: {exc!r}") from None
+            raise RelayUnreachableError(f"cannot reach relay {self.relay_url}: {exc!r}") \
+                from None
 
     async def request(
         self, method: str, path: str, *, headers: Headers = (), content: bytes = b""

@@ -11,13 +11,17 @@ the trust file, before any input leaves the device:
 - the nodes (``GET /v1/nodes`` through OHTTP) with a bundle of their release records:
   evidence chain and policy, key binding and expiry, a logged and unrevoked release.
 
-It then picks a verified node uniformly at random, seals, sends and opens, and returns
-the output with a receipt that re-verifies offline (:mod:`privproc.client.receipt`).
+It then picks a verified node uniformly at random for every call (among those with a
+post-quantum key, if any), seals, sends and opens, and returns the output with a receipt
+that re-verifies offline (:mod:`privproc.client.receipt`). Under load a busy node (503)
+stays verified and the call moves to another, backing off with jitter within the call's
+budget when all are busy; a node that does not answer within ``per_node_timeout`` is
+hedged with another (each attempt is sealed anew and spends a token).
 
-Log syncs, key refreshes and token refills are meant to run in the background
-(:meth:`PrivateProcessingClient.start`: once at start without the issuer, then on a
-jittered schedule), so a request touches the relay alone; only an empty wallet or
-information that changed since the last refresh makes a request fetch first (still
+Log syncs, key refreshes, node directory refreshes and token refills are meant to run in
+the background (:meth:`PrivateProcessingClient.start`: once at start without the issuer,
+then on jittered schedules), so a request touches the relay alone; only an empty wallet
+or information that changed since the last refresh makes a request fetch first (still
 through the relay, except the wallet's issuer).
 
 Build a client with :meth:`PrivateProcessingClient.from_trust_file` (or
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import functools
 import http.client
 import json
@@ -81,6 +86,8 @@ from .errors import (
     NodeBusyError,
     NodeVerificationError,
     NoVerifiedNodeError,
+    RelayRefusedError,
+    RelayUnreachableError,
     ReleaseRevokedError,
     StateError,
     TooManyKeysError,
@@ -128,11 +135,27 @@ __all__ = [
 ]
 
 DEFAULT_REFRESH_SECONDS = 300.0
+NODES_REFRESH_SECONDS = 60.0  # the node directory, asked again in the background
+TOKEN_CHECK_SECONDS = 5.0  # the wallet's level, looked at (locally) in the background
+PER_NODE_TIMEOUT = 30.0  # without an answer by then, a call also asks another node
 MAX_BUSY_RETRIES = 6  # requests to busy nodes (503) before giving up; each costs a token
+MAX_PARALLEL = 2  # attempts of one call in flight at once (the first, and one hedge)
+MAX_BACKOFF = 2.0  # the longest wait after every node answered busy (before jitter)
+# The relay down, or the gateway behind it (502/503/504 from the relay): a restart takes a
+# few seconds, so a call waits (jittered, doubling) and sends a new sealed request, for at
+# most this long, within its budget. Each new request costs a token.
+UNAVAILABLE_RETRY_SECONDS = 15.0
+SLOW_AVOID_SECONDS = 60.0  # a node hedged away from is avoided until it answers, or this
 _random = secrets.SystemRandom()
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 # Failures of the network below the SDK's own handling (a read cut short, TLS, DNS).
+def _unavailable(error: BaseException) -> bool:
+    """The relay, or the gateway behind it, is down or restarting (worth a retry)."""
+    return isinstance(error, RelayUnreachableError) or (
+        isinstance(error, RelayRefusedError) and error.status in (502, 503, 504))
+
+
 _NETWORK_ERRORS = (ConnectionError, TimeoutError, socket.gaierror, socket.herror,
                    ssl.SSLError, urllib.error.URLError, http.client.HTTPException,
                    aiohttp.ClientError)
@@ -246,6 +269,25 @@ def write_payload(draft: object, tone: object) -> dict[str, Any]:
     return {"draft": draft, "tone": tone}
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One sealed request of a call on its way to a node."""
+
+    node: VerifiedNode
+    nonce: bytes
+    ctx: ohttp.ClientResponseContext
+    spent: list[pp.Token]
+    future: concurrent.futures.Future[Any]
+
+
+def _wait_any(futures: set[concurrent.futures.Future[Any]], timeout: float
+              ) -> set[concurrent.futures.Future[Any]]:
+    """The futures done within ``timeout`` seconds (at least one, unless it ran out)."""
+    done, _ = concurrent.futures.wait(futures, timeout=max(0.0, timeout),
+                                      return_when=concurrent.futures.FIRST_COMPLETED)
+    return done
+
+
 class PrivateProcessingClient:
     """A client of Private Processing: verifies the system, then summarizes and rewrites.
 
@@ -276,11 +318,23 @@ class PrivateProcessingClient:
         clock: Callable[[], float] = time.time,
         progress: Callable[[str], None] | None = None,
         timeout: float = CLIENT_TIMEOUT,
+        per_node_timeout: float = PER_NODE_TIMEOUT,
     ) -> None:
+        for name, value in (("timeout", timeout), ("per_node_timeout", per_node_timeout)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or (
+                    not value > 0):
+                raise InvalidInputError(name, f"{name} must be a number of seconds > 0, got "
+                                              f"{value!r}")
         self.trust = trust
         self.clock = clock
         self.progress = progress or (lambda _: None)
         self.timeout = timeout
+        self.per_node_timeout = per_node_timeout
+        # Time for deadlines and backoff (tests replace these three: no real waits).
+        self._monotonic: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], None] = time.sleep
+        self._wait_any: Callable[[set[concurrent.futures.Future[Any]], float],
+                                 set[concurrent.futures.Future[Any]]] = _wait_any
         self.relay_url = trust.relay_url if trust.relay_url.endswith("/") else (
             trust.relay_url + "/")
         self.view = LogView(http_fetcher(urljoin(self.relay_url, "log"), timeout),
@@ -304,17 +358,23 @@ class PrivateProcessingClient:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._retry_after = 1.0
+        self.nodes_interval = NODES_REFRESH_SECONDS
+        self._slow: dict[str, float] = {}  # node id -> avoided until (monotonic)
+        self.token_check_interval = TOKEN_CHECK_SECONDS
 
     @classmethod
     @_public
     def from_trust_file(cls, path: str | os.PathLike[str], *,
                         state_dir: str | os.PathLike[str] | None = None,
                         progress: Callable[[str], None] | None = None,
-                        timeout: float = CLIENT_TIMEOUT) -> Self:
+                        timeout: float = CLIENT_TIMEOUT,
+                        per_node_timeout: float = PER_NODE_TIMEOUT) -> Self:
         """A client for the trust file at ``path`` (see :mod:`privproc.client.trust`),
         keeping its state (log view, token wallet) in ``state_dir`` (default: the trust
         file's folder). ``progress`` is told, in words, what the client verified, refused
-        or fetched; ``timeout`` bounds each HTTP exchange (seconds).
+        or fetched; ``timeout`` bounds each HTTP exchange and each call as a whole
+        (seconds); ``per_node_timeout``: a call with no answer from its node by then also
+        asks another verified node (a hedge: one more token; see :meth:`summarize`).
 
         Raises :class:`TrustConfigError` for the trust file, :class:`StateError` for an
         unusable state file, nothing that is not a ClientError.
@@ -335,14 +395,16 @@ class PrivateProcessingClient:
             wallet = TokenWallet(trust.tokens.issuer_url, trust.tokens.account_token,
                                  state / "tokens.json", token_type=trust.tokens.token_type,
                                  on_fetch=progress)
-        return cls(trust, tokens=wallet, state_dir=state, progress=progress, timeout=timeout)
+        return cls(trust, tokens=wallet, state_dir=state, progress=progress, timeout=timeout,
+                   per_node_timeout=per_node_timeout)
 
     # -- background ---------------------------------------------------------------------
 
     @_public
     def refresh(self, *, tokens: bool = True) -> None:
         """Sync the log view, re-verify the key bundle, drop revoked nodes and (with
-        ``tokens``) refill the wallet if it runs low. All through the relay, but refills."""
+        ``tokens``) refill the wallet if it runs low and ask the node directory again
+        (which spends a token). All through the relay, but refills."""
         with self._lock, _log_errors():
             self.view.sync()
             self._refresh_keys()
@@ -350,8 +412,21 @@ class PrivateProcessingClient:
                 if self.view.revocation(node.measurement) is not None:
                     self.progress(f"dropped node {node_id}: its release was revoked")
                     del self._verified[node_id]
+        if tokens:
+            self._refill_tokens()
+            self._refresh_nodes()
+
+    def _refresh_nodes(self) -> None:
+        """Ask the directory again and verify what it offers (one token): load spreads
+        over every verified node, and returns to one that restarted."""
+        try:
+            self.verified_nodes()
+        except NoVerifiedNodeError as exc:
+            self.progress(f"node directory: {exc}")
+
+    def _refill_tokens(self) -> None:
         challenge = self.ohttp.challenge
-        if tokens and self.tokens is not None and challenge is not None:
+        if self.tokens is not None and challenge is not None:
             added = self.tokens.refill_if_low(challenge)
             if added:
                 self.progress(f"token wallet refilled: {added} new tokens")
@@ -377,13 +452,36 @@ class PrivateProcessingClient:
         return self
 
     def _background(self, interval: float, jitter: float) -> None:
-        delay = _random.uniform(0, interval * max(jitter, 0.1))
-        while not self._stop.wait(delay):
+        """Three jobs, each on its own jittered schedule: the whole refresh (log, keys,
+        nodes, wallet) every ``interval``; the node directory every ``nodes_interval``;
+        the wallet's level every ``token_check_interval`` (a local look: the issuer is
+        asked only below the low-water mark, never inside a user's request, at a time
+        set by this schedule rather than by a request: the timing rule of
+        :mod:`privproc.client.tokens`)."""
+        def spread(seconds: float) -> float:
+            return seconds * _random.uniform(1 - jitter, 1 + jitter)
+
+        jobs: dict[str, tuple[float, Callable[[], None]]] = {
+            "refresh": (interval, self.refresh),
+            "nodes": (min(interval, self.nodes_interval), self._refresh_nodes),
+        }
+        if self.tokens is not None:
+            jobs["tokens"] = (min(interval, self.token_check_interval), self._refill_tokens)
+        now = self._monotonic()
+        due = {"refresh": now + _random.uniform(0, interval * max(jitter, 0.1))}
+        due |= {name: now + spread(every) for name, (every, _) in jobs.items()
+                if name != "refresh"}
+        while True:
+            name = min(due, key=lambda n: due[n])
+            if self._stop.wait(max(0.0, due[name] - self._monotonic())):
+                return
+            every, job = jobs[name]
             try:
-                self.refresh()
+                with _contract():
+                    job()
             except ClientError as exc:
-                self.progress(f"background refresh failed: {type(exc).__name__}: {exc}")
-            delay = interval * _random.uniform(1 - jitter, 1 + jitter)
+                self.progress(f"background {name} failed: {type(exc).__name__}: {exc}")
+            due[name] = self._monotonic() + spread(every)
 
     @_public
     def close(self) -> None:
@@ -524,7 +622,10 @@ class PrivateProcessingClient:
         offered = self.candidates()
         with self._lock:
             now = self.clock()
-            self._verified = {k: v for k, v in self._verified.items() if v.expiry > now}
+            offered_ids = {node_id for node_id, _ in offered.nodes}
+            # the directory says which nodes exist: one it no longer lists is dropped
+            self._verified = {k: v for k, v in self._verified.items()
+                              if v.expiry > now and k in offered_ids}
             reasons: dict[str, str] = {}
             errors: dict[str, NodeVerificationError] = {}
             out: list[VerifiedNode] = []
@@ -540,7 +641,8 @@ class PrivateProcessingClient:
                     errors[node_id] = exc
                     self.progress(f"refused node {node_id}: {type(exc).__name__}")
                     continue
-                self.progress(f"verified node {node_id}: evidence, key binding, measurement "
+                self.progress(f"verified node {node_id}: evidence, key binding "
+                              f"(kem {node.key_config.kem_name}), measurement "
                               f"{node.measurement.hex()[:16]}... logged at index "
                               f"{node.release.index}, not revoked")
                 self._verified[node_id] = node
@@ -553,57 +655,169 @@ class PrivateProcessingClient:
 
     def _nodes(self) -> list[VerifiedNode]:
         """Verified nodes whose keys are still valid and whose release is not revoked; the
-        directory is asked again only when none is left (or after a node failed)."""
+        directory is asked here only when none is left (otherwise in the background)."""
         now = self.clock()
         cached = [n for n in self._verified.values()
                   if n.expiry > now and self.view.revocation(n.measurement) is None]
         return cached or self.verified_nodes()
 
+    @staticmethod
+    def _pick(choices: Sequence[VerifiedNode]) -> VerifiedNode:
+        """Uniformly at random (never sticky), among nodes with a post-quantum (hybrid)
+        key if any, else among all."""
+        return secrets.choice([n for n in choices if n.key_config.post_quantum] or choices)
+
+    def _choose(self, choices: Sequence[VerifiedNode]) -> VerifiedNode:
+        """:meth:`_pick` among the nodes not being avoided as slow (a call had to hedge
+        away from them and they have not answered since), or among all if every one is."""
+        now = self._monotonic()
+        return self._pick([n for n in choices if self._slow.get(n.node_id, 0.0) <= now]
+                          or choices)
+
+    def _answered(self, node_id: str, future: concurrent.futures.Future[Any]) -> None:
+        """An attempt ended: a node that answered (not with the gateway's 504) is no
+        longer avoided as slow."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        if getattr(future.result(), "status", 504) != 504:
+            self._slow.pop(node_id, None)
+
+    def _attempt(self, node: VerifiedNode, task: inner.Task, payload: dict[str, Any],
+                 deadline: float) -> _Attempt:
+        """Seal the task to ``node`` and send it on a thread of its own (a fresh sealed
+        request, and one token, per attempt: a sealed request is never sent twice)."""
+        sealed, nonce, ctx = seal_task(node.key_config, task, payload)
+        spent: list[pp.Token] = []
+
+        def send() -> Any:
+            return self.ohttp.request(
+                "POST", f"/v1/nodes/{node.node_id}/process", content=sealed,
+                headers=[(b"content-type", inner.MEDIA_TYPE_REQUEST.encode())], spent=spent,
+                timeout=max(0.001, deadline - self._monotonic()))
+
+        future = self._spawn(node.node_id, send)
+        future.add_done_callback(functools.partial(self._answered, node.node_id))
+        return _Attempt(node, nonce, ctx, spent, future)
+
+    def _spawn(self, node_id: str, send: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        """Run ``send`` on a daemon thread; its future carries the answer or the error."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(send())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting call
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="privproc-attempt", daemon=True).start()
+        return future
+
     def _run(self, task: inner.Task, payload: dict[str, Any]) -> Result:
+        """Send the task to verified nodes until one answers, within the call's budget
+        (``timeout``, :data:`privproc.budget.CLIENT_TIMEOUT`).
+
+        - A node chosen uniformly at random among the verified ones not tried yet.
+        - 503 (busy, with Retry-After) keeps the node verified; the call tries another,
+          and when every node was busy waits a jittered backoff (bounded by what is left
+          of the budget) and tries again, up to :data:`MAX_BUSY_RETRIES` busy answers.
+        - No answer within ``per_node_timeout``: the call also asks another verified
+          node (a hedge, a new sealed request and a new token) and takes the first
+          answer; later calls avoid the slow node until it answers (at most
+          :data:`SLOW_AVOID_SECONDS`) while another is available.
+        - Any other failure drops the node from the verified set (the background
+          directory refresh brings it back if it verifies again).
+        """
+        deadline = self._monotonic() + self.timeout
         gateway = self._gateway_key()
-        nodes = self._nodes()
         tried: set[str] = set()
         failures = busy = 0
-        last: Exception | None = None
-        while failures < 2 and busy <= MAX_BUSY_RETRIES:
-            choices: Sequence[VerifiedNode] = [n for n in nodes if n.node_id not in tried]
-            if not choices:
-                if not busy or failures:
+        unavailable_until = self._monotonic() + UNAVAILABLE_RETRY_SECONDS
+        backoff = 0.25
+        last: BaseException | None = None
+        flying: dict[concurrent.futures.Future[Any], _Attempt] = {}
+        while True:
+            left = deadline - self._monotonic()
+            if left <= 0:
+                raise TransportError(
+                    f"no node answered within the call's {self.timeout:.0f} s") from last
+            untried = [n for n in self._nodes() if n.node_id not in tried]
+            if not flying:
+                if failures >= 2 or busy > MAX_BUSY_RETRIES:
                     break
-                # every node is busy: wait a little (jittered), then try them again
-                time.sleep(min(self._retry_after, 2.0) * _random.uniform(0.25, 1.0))
-                tried.clear()
+                if not untried:
+                    if not busy or failures:
+                        break
+                    # every node is busy: wait a little (jittered, within the budget)
+                    self._sleep(min(min(self._retry_after, MAX_BACKOFF)
+                                    * _random.uniform(0.25, 1.0), left))
+                    tried.clear()
+                    continue
+                node = self._choose(untried)
+                tried.add(node.node_id)
+                attempt = self._attempt(node, task, payload, deadline)
+                flying[attempt.future] = attempt
                 continue
-            node = secrets.choice(choices)
-            tried.add(node.node_id)
-            sealed, nonce, ctx = seal_task(node.key_config, task, payload)
-            spent: list[pp.Token] = []
-            response = self.ohttp.request(
-                "POST", f"/v1/nodes/{node.node_id}/process", content=sealed,
-                headers=[(b"content-type", inner.MEDIA_TYPE_REQUEST.encode())], spent=spent)
-            if response.status == 503:  # busy, not broken: the node stays verified
-                busy += 1
-                retry = next((f.value for f in response.headers if f.name == b"retry-after"),
-                             b"1")
-                self._retry_after = float(retry) if retry.isdigit() else 1.0
-                last = NodeBusyError(f"node {node.node_id} is busy (503)")
+            hedge = bool(untried) and len(flying) < MAX_PARALLEL
+            done = self._wait_any(set(flying), min(left, self.per_node_timeout)
+                                  if hedge else left)
+            if not done:
+                if hedge and deadline - self._monotonic() > 0:
+                    avoid = self._monotonic() + SLOW_AVOID_SECONDS
+                    for waiting in flying.values():  # later calls avoid them for now
+                        self._slow[waiting.node.node_id] = avoid
+                    node = self._choose(untried)
+                    tried.add(node.node_id)
+                    self.progress(f"no answer from the node within {self.per_node_timeout:g} "
+                                  f"s: also asking node {node.node_id}")
+                    attempt = self._attempt(node, task, payload, deadline)
+                    flying[attempt.future] = attempt
                 continue
-            if response.status != 200:
-                failures += 1
-                last = TransportError(
-                    f"the gateway gave up waiting for node {node.node_id} (504)"
-                    if response.status == 504 else
-                    f"node {node.node_id} answered {response.status}")
-                self._verified.pop(node.node_id, None)
-                continue
-            try:
-                output = open_output(ctx, nonce, response.content)
-            except NodeResponseError as exc:
-                failures += 1
-                last = exc
-                continue
-            return Result(output.result, self._receipt(node, gateway, spent), output.sources,
-                          output.flags)
+            for future in done:
+                attempt = flying.pop(future)
+                node = attempt.node
+                error = future.exception()
+                if error is not None:
+                    if flying:  # another attempt may still answer
+                        last = error
+                        continue
+                    wait = min(backoff * _random.uniform(0.5, 1.0),
+                               deadline - self._monotonic())
+                    if (_unavailable(error) and wait > 0
+                            and self._monotonic() + wait < unavailable_until):
+                        # the relay or the gateway is restarting: not the node's fault
+                        last = error
+                        self.progress(f"{error}; trying again in {wait:.1f} s")
+                        self._sleep(wait)
+                        backoff = min(backoff * 2, MAX_BACKOFF)
+                        tried.discard(node.node_id)
+                        continue
+                    raise error
+                response = future.result()
+                if response.status == 503:  # busy, not broken: the node stays verified
+                    busy += 1
+                    retry = next((f.value for f in response.headers
+                                  if f.name == b"retry-after"), b"1")
+                    self._retry_after = float(retry) if retry.isdigit() else 1.0
+                    last = NodeBusyError(f"node {node.node_id} is busy (503)")
+                    continue
+                if response.status != 200:
+                    failures += 1
+                    last = TransportError(
+                        f"the gateway gave up waiting for node {node.node_id} (504)"
+                        if response.status == 504 else
+                        f"node {node.node_id} answered {response.status}")
+                    self._verified.pop(node.node_id, None)
+                    continue
+                try:
+                    output = open_output(attempt.ctx, attempt.nonce, response.content)
+                except NodeResponseError as exc:
+                    failures += 1
+                    last = exc
+                    continue
+                return Result(output.result, self._receipt(node, gateway, attempt.spent),
+                              output.sources, output.flags)
         raise last or NoVerifiedNodeError({})
 
     def _receipt(self, node: VerifiedNode, gateway: GatewayKey, spent: list[pp.Token]
@@ -625,7 +839,14 @@ class PrivateProcessingClient:
 
         ``messages``: 1 to 100 ``{"sender", "time", "text"}`` string objects (limits in
         :mod:`privproc.wire.limits`), checked before anything is fetched, sent or spent
-        (:class:`InvalidInputError`)."""
+        (:class:`InvalidInputError`).
+
+        Under load: a busy node (503) stays verified and the call tries another, backing
+        off with jitter when all are busy; a node that has not answered within
+        ``per_node_timeout`` is hedged with a second one, the first answer wins. Each
+        node request is sealed anew and spends one token: a call spends one token per
+        attempt (busy answers and hedges included); attempts end after
+        :data:`MAX_BUSY_RETRIES` busy answers, two failed nodes or ``timeout``."""
         payload = summary_payload(messages, max_bullets, reader)
         result = self._run(inner.Task.SUMMARIZE, payload)
         if result.sources is not None and any(
@@ -664,12 +885,14 @@ class AsyncPrivateProcessingClient:
     def from_trust_file(cls, path: str | os.PathLike[str], *,
                         state_dir: str | os.PathLike[str] | None = None,
                         progress: Callable[[str], None] | None = None,
-                        timeout: float = CLIENT_TIMEOUT) -> Self:
+                        timeout: float = CLIENT_TIMEOUT,
+                        per_node_timeout: float = PER_NODE_TIMEOUT) -> Self:
         """See :meth:`PrivateProcessingClient.from_trust_file` (it reads only local files:
         no network)."""
         client = cls.__new__(cls)
         client.sync = PrivateProcessingClient.from_trust_file(
-            path, state_dir=state_dir, progress=progress, timeout=timeout)
+            path, state_dir=state_dir, progress=progress, timeout=timeout,
+            per_node_timeout=per_node_timeout)
         return client
 
     async def __aenter__(self) -> Self:

@@ -1,17 +1,27 @@
 """Privacy Pass tokens on the client: obtain a batch from the issuer, cache, spend one each.
 
-:class:`TokenWallet` fetches the issuer directory, sends one RFC 9578 TokenRequest per
-token with the account's bearer token, finalizes the tokens and caches the unspent ones
-on disk (mode 0600, keyed by challenge). A token is removed from the cache before it is
-handed out, so it is never offered twice.
+:class:`TokenWallet` fetches the issuer directory, asks for tokens with the account's
+bearer token, finalizes them and caches the unspent ones on disk (mode 0600, keyed by
+challenge). A token is removed from the cache before it is handed out, so it is never
+offered twice. When the directory advertises batched issuance
+(:mod:`privproc.wire.privacypass.batch`: ``privproc-batch-request-uri``), a refill is one
+HTTP exchange per batch of up to ``privproc-batch-max`` TokenRequests; otherwise one RFC
+9578 TokenRequest per token (and the wallet falls back to that if the batch endpoint is
+refused as unknown).
 
 The issuer must not be able to recognise one client's tokens, so the wallet asks for
 tokens only under a key that ``key_check`` accepts (the SDK accepts only keys with a key
 record in the transparency log). Refills are meant to happen away from requests
 (:meth:`TokenWallet.refill_if_low`, which the SDK runs in the background on a jittered
-schedule): fetching tokens just before spending one would let the issuer and the gateway
-link the account to the request by time. Only an empty wallet fetches inside
-:meth:`TokenWallet.take` (and says so through ``on_fetch``). Fetches are single-flight.
+schedule of its own: below the low-water mark, never because a request took a token):
+fetching tokens just before spending one would let the issuer and the gateway link the
+account to the request by time. Only an empty wallet fetches inside :meth:`TokenWallet.take`
+(and says so through ``on_fetch``).
+
+Fetches are single-flight: one refill at a time. A request that finds the wallet empty
+while a refill is under way waits for its tokens instead of starting one of its own; the
+one refill started by requests finding it empty asks for enough for every request then
+waiting (at least a batch). A refill that fails fails the requests that waited for it.
 """
 
 from __future__ import annotations
@@ -30,12 +40,21 @@ from urllib.parse import urljoin
 from privproc.files import replace_file
 from privproc.wire import blindrsa
 from privproc.wire import privacypass as pp
+from privproc.wire.privacypass import batch as ppbatch
 
 from .errors import ClientError
 
 
 class TokenError(ClientError):
     """Tokens could not be obtained from the issuer."""
+
+
+class IssuerRefusedError(TokenError):
+    """The issuer answered an HTTP error (``status``) other than over quota."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"issuer answered {status}: {detail}")
+        self.status = status
 
 
 class QuotaExceededError(TokenError):
@@ -79,7 +98,14 @@ class TokenWallet:
         self.on_fetch = on_fetch
         self._clock = clock
         self._lock = threading.Lock()
-        self._fetch_lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # tokens added, or a refill ended
+        self._fetching = False  # a refill is under way (single flight)
+        self._waiting = 0  # requests waiting for its tokens
+        self._failure: tuple[int, BaseException] | None = None  # (refill number, error)
+        self._refills = 0  # refills ended
+        self._batch_offer: tuple[str, int] | None = None  # from the last directory
+        self.fetches = 0  # HTTP exchanges that asked the issuer for tokens
+        self.fetched = 0  # tokens obtained
         self._cache: dict[str, list[str]] = self._load()
 
     def _load(self) -> dict[str, list[str]]:
@@ -101,6 +127,11 @@ class TokenWallet:
         with self._lock:
             return len(self._cache.get(challenge.digest().hex(), []))
 
+    @property
+    def batch_offer(self) -> tuple[str, int] | None:
+        """The batch endpoint the issuer's last directory advertised (URI, largest batch)."""
+        return self._batch_offer
+
     def _http(self, url: str, data: bytes | None = None,
               headers: dict[str, str] | None = None) -> bytes:
         req = urllib.request.Request(url, data=data, headers=headers or {},
@@ -113,16 +144,19 @@ class TokenWallet:
             if exc.code == 429:
                 raise QuotaExceededError(int(exc.headers.get("retry-after", "0") or 0)) from None
             detail = exc.read()[:200].decode(errors="replace")
-            raise TokenError(f"issuer answered {exc.code}: {detail}") from None
+            raise IssuerRefusedError(exc.code, detail) from None
         except (urllib.error.URLError, OSError) as exc:
             raise TokenError(f"cannot reach the issuer at {url}: {exc}") from None
 
     def directory(self) -> pp.IssuerDirectory:
+        """The issuer's directory (and, kept aside, the batch endpoint it advertises)."""
         body = self._http(self.issuer_url + pp.WELL_KNOWN_ISSUER_DIRECTORY)
         try:
-            return pp.IssuerDirectory.decode(body)
+            directory = pp.IssuerDirectory.decode(body)
         except pp.PrivacyPassError as exc:
             raise TokenError(f"issuer directory is malformed: {exc}") from None
+        self._batch_offer = ppbatch.batch_offer(body)
+        return directory
 
     def _pick_key(self, directory: pp.IssuerDirectory) -> pp.TokenKey:
         """The newest key of our type that ``key_check`` accepts."""
@@ -147,65 +181,155 @@ class TokenWallet:
         raise refusal
 
     def fetch(self, challenge: pp.TokenChallenge, count: int) -> int:
-        """Obtain ``count`` tokens for ``challenge``; returns how many were added."""
-        with self._fetch_lock:  # single flight: concurrent callers do not each fetch
-            return self._fetch(challenge, count)
+        """Obtain ``count`` tokens for ``challenge``; returns how many were added. Waits
+        for a refill under way first (single flight)."""
+        return self._single_flight(challenge, lambda: count)
 
     def refill_if_low(self, challenge: pp.TokenChallenge) -> int:
-        """Fetch a batch when fewer than ``low_water`` tokens are left; returns how many."""
-        with self._fetch_lock:
-            if self.unspent(challenge) >= self.low_water:
-                return 0
-            return self._fetch(challenge, self.batch)
+        """Fetch a batch when fewer than ``low_water`` tokens are left; returns how many.
+        (The SDK calls this on its background schedule, never inside a request.)"""
+        key = challenge.digest().hex()
+        return self._single_flight(
+            challenge, lambda: self.batch if len(self._cache.get(key, [])) < self.low_water
+            else 0)
 
-    def _fetch(self, challenge: pp.TokenChallenge, count: int) -> int:
+    def _single_flight(self, challenge: pp.TokenChallenge, how_many: Callable[[], int]) -> int:
+        """Wait for a refill under way, then (if ``how_many()``, read under the lock,
+        is above 0) run one."""
+        with self._changed:
+            while self._fetching:
+                self._changed.wait()
+            count = how_many()
+            if count <= 0:
+                return 0
+            self._fetching = True
+        return self._run_refill(challenge, count)
+
+    def _run_refill(self, challenge: pp.TokenChallenge, count: int | Callable[[], int]
+                    ) -> int:
+        """Fetch with ``_fetching`` set; clear it, record a failure and wake the waiters."""
+        try:
+            added = self._fetch(challenge, count)
+        except BaseException as exc:
+            with self._changed:
+                self._refills += 1
+                self._failure = (self._refills, exc)
+                self._fetching = False
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            self._refills += 1
+            self._fetching = False
+            self._changed.notify_all()
+        return added
+
+    def _fetch(self, challenge: pp.TokenChallenge, count: int | Callable[[], int]) -> int:
+        """Fetch ``count`` tokens (a callable: read once the directory is known, so a
+        refill started by an empty wallet covers the requests that queued meanwhile)."""
         directory = self.directory()
         key = self._pick_key(directory)
         public: pp.IssuerPublicKey = (
             key.token_key if self.token_type == pp.TOKEN_TYPE_VOPRF
             else blindrsa.load_public_key_spki(key.token_key)
         )
+        if callable(count):
+            count = count()
+        offer = self._batch_offer
+        added = 0
+        if offer is not None:
+            uri, limit = offer
+            url = urljoin(self.issuer_url + "/", uri)
+            try:
+                while added < count:
+                    added += self._fetch_batch(url, public, challenge,
+                                               min(limit, count - added))
+                return added
+            except IssuerRefusedError as exc:
+                if exc.status not in (404, 405, 415, 501):
+                    raise
+                self._batch_offer = None  # not offered after all: one request per token
         url = urljoin(self.issuer_url + "/", directory.issuer_request_uri)
         headers = {"Content-Type": pp.MEDIA_TYPE_TOKEN_REQUEST,
                    "Authorization": f"Bearer {self.account_token}"}
-        added = 0
-        for _ in range(count):
+        for _ in range(count - added):
             request, state = pp.begin_issuance(self.token_type, public, challenge)
+            with self._lock:
+                self.fetches += 1
             body = self._http(url, request.encode(), headers)
             try:
                 token = pp.finalize_token(state, pp.TokenResponse.decode(body, self.token_type))
             except pp.PrivacyPassError as exc:
                 raise TokenError(f"issuer's token response does not verify: {exc}") from None
-            with self._lock:
-                self._cache.setdefault(challenge.digest().hex(), []).append(
-                    base64.b64encode(token.encode()).decode())
-                self._save()
+            self._add(challenge, [token])
             added += 1
         return added
 
-    def _pop(self, key: str) -> pp.Token | None:
+    def _fetch_batch(self, url: str, public: pp.IssuerPublicKey,
+                     challenge: pp.TokenChallenge, count: int) -> int:
+        """One exchange with the batch endpoint: ``count`` tokens."""
+        begun = [pp.begin_issuance(self.token_type, public, challenge) for _ in range(count)]
+        body = ppbatch.encode_batch([request.encode() for request, _ in begun])
+        headers = {"Content-Type": ppbatch.MEDIA_TYPE_BATCH_REQUEST,
+                   "Authorization": f"Bearer {self.account_token}"}
         with self._lock:
-            if not self._cache.get(key):
-                return None
-            encoded = self._cache[key].pop(0)
+            self.fetches += 1
+        answer = self._http(url, body, headers)
+        try:
+            responses = ppbatch.decode_batch(answer, count)
+            if len(responses) != count:
+                raise pp.PrivacyPassError(f"{len(responses)} token responses for {count} "
+                                          "requests")
+            tokens = [pp.finalize_token(state, pp.TokenResponse.decode(r, self.token_type))
+                      for (_, state), r in zip(begun, responses, strict=True)]
+        except pp.PrivacyPassError as exc:
+            raise TokenError(f"issuer's token responses do not verify: {exc}") from None
+        self._add(challenge, tokens)
+        return len(tokens)
+
+    def _add(self, challenge: pp.TokenChallenge, tokens: list[pp.Token]) -> None:
+        with self._changed:
+            self._cache.setdefault(challenge.digest().hex(), []).extend(
+                base64.b64encode(token.encode()).decode() for token in tokens)
+            self.fetched += len(tokens)
             self._save()
+            self._changed.notify_all()  # requests waiting on an empty wallet take these
+
+    def _pop_locked(self, key: str) -> pp.Token | None:
+        if not self._cache.get(key):
+            return None
+        encoded = self._cache[key].pop(0)
+        self._save()
         return pp.Token.decode(base64.b64decode(encoded))
 
     def take(self, challenge: pp.TokenChallenge) -> pp.Token:
-        """One unspent token for ``challenge``; an empty wallet fetches a batch first."""
+        """One unspent token for ``challenge``. An empty wallet waits for the refill
+        under way, or starts one (single flight: for every request then waiting, at
+        least a batch) and says so through ``on_fetch``."""
         key = challenge.digest().hex()
-        for _ in range(2):
-            token = self._pop(key)
-            if token is not None:
-                return token
-            with self._fetch_lock:
-                if self.unspent(challenge) == 0:
-                    if self.on_fetch is not None:
-                        self.on_fetch(f"token wallet empty: fetching {self.batch} tokens from "
-                                      "the issuer now (the issuer and the gateway could link "
-                                      "this request to the account by time)")
-                    self._fetch(challenge, self.batch)
-        raise TokenError("the issuer's tokens vanished from the cache")
+        for _ in range(3):
+            with self._changed:
+                seen = self._refills
+                while True:
+                    token = self._pop_locked(key)
+                    if token is not None:
+                        return token
+                    if self._failure is not None and self._failure[0] > seen:
+                        raise self._failure[1]  # the refill this request waited for failed
+                    if not self._fetching:
+                        break
+                    self._waiting += 1
+                    try:
+                        self._changed.wait()
+                    finally:
+                        self._waiting -= 1
+                self._fetching = True
+            if self.on_fetch is not None:
+                self.on_fetch("token wallet empty: fetching tokens from the issuer now (the "
+                              "issuer and the gateway could link this request to the "
+                              "account by time)")
+            # for every request waiting by the time the issuer is asked, at least a batch
+            self._run_refill(challenge, lambda: max(self.batch, self._waiting + 1))
+        raise TokenError("the issuer's tokens were taken by other requests as they came")
 
 
 def pick_challenge(www_authenticate: str, token_type: int) -> pp.TokenChallenge | None:

@@ -33,15 +33,17 @@ from privproc.tlog.record import (
     privacypass_purpose,
 )
 from privproc.tlog.view import LogView
-from privproc.wire import ohttp
+from privproc.wire import hpke, ohttp
 from privproc.wire.errors import KeyConfigError
 
 from .errors import (
+    ClassicalKeyRefusedError,
     EvidenceRefusedError,
     KeyExpiredError,
     KeyNotLoggedError,
     LogVerificationError,
     MeasurementNotLoggedError,
+    NodeKeyNotPostQuantumError,
     ReleaseRevokedError,
     TooManyKeysError,
 )
@@ -138,7 +140,16 @@ def pick_gateway_key(keys: VerifiedKeys, trust: ClientTrust, view: LogView, now:
         raise KeyNotLoggedError(
             f"no OHTTP key of {trust.gateway_name!r} with a key record valid now "
             f"({format_time(int(now))}) was offered: nothing is sent to an unlogged key")
-    return valid[0]
+    # the newest post-quantum key first; a classical one only if there is none
+    hybrid = [k for k in valid if k.config.post_quantum]
+    if not hybrid and trust.require_pq:
+        offered = ", ".join(f"key_id {k.config.key_id} {k.config.kem_name}" for k in valid)
+        raise ClassicalKeyRefusedError(
+            f"the trust file says require_pq = true, but every valid OHTTP key of "
+            f"{trust.gateway_name!r} is classical ({offered}); expected a post-quantum KEM "
+            f"({hpke.kem_name(hpke.KEM_MLKEM768_X25519)}, 0x{hpke.KEM_MLKEM768_X25519:04x}): "
+            "nothing is sent")
+    return (hybrid or valid)[0]
 
 
 def check_issuer_key(keys: VerifiedKeys, trust: ClientTrust, view: LogView, *,
@@ -219,6 +230,12 @@ def verify_node_evidence(node_id: str | None, bundle: bytes,
         key_config = ohttp.decode_key_config(claims.key_config)
     except KeyConfigError as exc:
         raise EvidenceRefusedError(f"{label}: key configuration: {exc}") from None
+    if trust.require_pq and not key_config.post_quantum:
+        raise NodeKeyNotPostQuantumError(
+            f"{label}: the trust file says require_pq = true, but the node's attested key "
+            f"{key_config.key_id} uses {key_config.kem_name} (0x{key_config.kem_id:04x}); "
+            f"expected a post-quantum KEM ({hpke.kem_name(hpke.KEM_MLKEM768_X25519)}, "
+            f"0x{hpke.KEM_MLKEM768_X25519:04x})")
     release = releases.get(claims.measurement)
     if release is None:
         raise MeasurementNotLoggedError(

@@ -5,6 +5,7 @@
 relay = "https://relay.example/"
 gateway_name = "gateway.privproc.local"   # the owner of the gateway's key records
 log = "https://log.example"    # optional: for auditors (privproc audit); clients use the relay
+require_pq = false             # true: refuse gateway and node keys without a post-quantum KEM
 
 [log]
 vkey = "log.privproc.local+1234abcd+A..."   # the log's verifier key
@@ -91,6 +92,9 @@ class ClientTrust:
     tokens: TokenSettings | None = None
     log_url: str | None = None  # for auditors; the client itself reaches the log via the relay
     crls: tuple[bytes, ...] = ()
+    # True: gateway and node keys must use a post-quantum (hybrid) KEM, MLKEM768-X25519;
+    # False: such keys are preferred, classical X25519 keys still accepted.
+    require_pq: bool = False
 
 
 def _table(doc: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
@@ -203,7 +207,11 @@ def load_trust(path: Path, warn: TextIO | None = None) -> ClientTrust:
     if unknown:
         raise TrustConfigError(f"{path}: unknown table(s) {unknown}")
     try:
-        service = _table(doc, "service", {"relay", "gateway_name", "log"})
+        service = _table(doc, "service", {"relay", "gateway_name", "log", "require_pq"})
+        require_pq = service.get("require_pq", False)
+        if not isinstance(require_pq, bool):
+            raise TrustConfigError(
+                f"[service] require_pq must be true or false, got {require_pq!r}")
         relay_url = _url("service", service, "relay")
         gateway_name = _str("service", service, "gateway_name", DEFAULT_GATEWAY_NAME)
         log_url = _url("service", service, "log") if "log" in service else None
@@ -221,4 +229,4 @@ def load_trust(path: Path, warn: TextIO | None = None) -> ClientTrust:
         raise TrustConfigError(f"{path}: {exc}") from None
     return ClientTrust(log=log_policy, roots=roots, policy=policy, relay_url=relay_url,
                        gateway_name=gateway_name, max_keys=max_keys, tokens=tokens,
-                       log_url=log_url, crls=crls)
+                       log_url=log_url, crls=crls, require_pq=require_pq)

@@ -12,7 +12,8 @@ def _serve(args: argparse.Namespace) -> int:
     from privproc.service import serve, setup_logging
 
     setup_logging("echo", args.log_level.upper())
-    serve(create_app(), args.listen, args.log_level)
+    serve(create_app(), args.listen, args.log_level,
+          clikit.service_limits(args))
     return 0
 
 

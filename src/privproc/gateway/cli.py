@@ -70,7 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(config)
     except keystore.KeyStoreError as exc:
         raise CommandError(str(exc)) from None
-    serve(app, args.listen, args.log_level)
+    serve(app, args.listen, args.log_level,
+          clikit.service_limits(args))
     return 0
 
 
@@ -103,11 +104,11 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
         transparency = TransparencyConfig(log_url=args.log, owner=args.origin_name,
                                           signer=signer, refresh=args.staple_refresh)
     directory = _directory_config(args, redis_url) if args.node_directory else None
-    replay = None
-    if redis_url:
-        from privproc.gateway.replay import RedisReplayGuard
+    from privproc.gateway.core import ReplayJudge
+    from privproc.gateway.replay import RedisReplayGuard, SqliteReplayGuard
 
-        replay = RedisReplayGuard(redis_url, args.replay_window)
+    replay: ReplayJudge = (RedisReplayGuard(redis_url, args.replay_window) if redis_url
+                           else SqliteReplayGuard(args.state / "replay.db", args.replay_window))
     return GatewayConfig(
         state_dir=args.state, upstream=args.upstream, max_body=args.max_body,
         max_upstream_body=args.max_upstream_body, replay_window=args.replay_window,
@@ -183,7 +184,9 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                          metavar="BYTES", help="a larger answer from the origin or a node "
                                                "is refused with 502")
     gateway.add_argument("--replay-window", type=seconds, default=60.0, metavar="SECONDS",
-                         help="accepted clock difference of the inner Date")
+                         help="accepted clock difference of the inner Date; requests "
+                              "seen are remembered for twice this (without --redis in "
+                              "--state/replay.db, so a restart forgets none)")
     gateway.add_argument("--timeout", type=seconds, default=GATEWAY_TIMEOUT, metavar="SECONDS",
                          help="seconds to wait for the origin or a node, then a sealed 504 "
                               "naming it (the node deadline plus a margin)")

@@ -13,10 +13,12 @@ not: what a client sealed is the client's decision, and a gateway that runs with
 Times are passed in by the caller (seconds since the epoch): this module reads no clock.
 
 This is a thin adapter over :mod:`privproc.keyring` (one kind, ``ohttp-gateway``; the
-secret is the X25519 private key, hex; key ids 0..255, never reused while a key holding
-one is kept). Files of format version 1 (``{"version": 1, "keys": [{"key_id",
-"private_key", "created_at", "retire_at", "not_after"}]}``) are read, and rewritten in the
-key-ring format by :func:`load_or_create` (at gateway start) or the next rotation.
+secret is the private key in hex: a bare X25519 private key for DHKEM(X25519), or
+``mlkem768-x25519:`` and the 32-byte seed for the hybrid KEM that new keys use, 0x647A;
+key ids 0..255, never reused while a key holding one is kept). Files of format version 1
+(``{"version": 1, "keys": [{"key_id", "private_key", "created_at", "retire_at",
+"not_after"}]}``) are read, and rewritten in the key-ring format by :func:`load_or_create`
+(at gateway start) or the next rotation.
 """
 
 from __future__ import annotations
@@ -88,15 +90,26 @@ class KeyState:
 # --------------------------------------------------------------------------- the ring
 
 
+_HYBRID_PREFIX = "mlkem768-x25519:"
+
+
 def _decode_pair(kind: str, text: str) -> hpke.KeyPair:
+    hybrid = text.startswith(_HYBRID_PREFIX)
+    kem_id = hpke.KEM_MLKEM768_X25519 if hybrid else hpke.KEM_X25519_SHA256
     try:
-        return hpke.KeyPair.from_private_bytes(bytes.fromhex(text))
-    except HPKEError:
-        raise ValueError("not an X25519 private key") from None
+        return hpke.KeyPair.from_private_bytes(
+            bytes.fromhex(text.removeprefix(_HYBRID_PREFIX)), kem_id)
+    except (HPKEError, ValueError):
+        raise ValueError(f"not a {hpke.kem_name(kem_id)} private key") from None
+
+
+def _encode_pair(pair: hpke.KeyPair) -> str:
+    prefix = _HYBRID_PREFIX if pair.kem_id == hpke.KEM_MLKEM768_X25519 else ""
+    return prefix + pair.private_bytes().hex()
 
 
 CODEC: keyring.SecretCodec[hpke.KeyPair] = keyring.SecretCodec(
-    SECRET_TYPE, lambda pair: pair.private_bytes().hex(), _decode_pair)
+    SECRET_TYPE, _encode_pair, _decode_pair)
 
 
 def _read_v1(doc: Mapping[str, Any]) -> keyring.KeyRing[hpke.KeyPair]:
@@ -134,7 +147,7 @@ def _state(ring: keyring.KeyRing[hpke.KeyPair]) -> KeyState:
 
 
 def _new_pair(rand: hpke.Rand) -> Callable[[keyring.NewKey], hpke.KeyPair]:
-    return lambda spec: hpke.KeyPair.generate(rand)
+    return lambda spec: hpke.KeyPair.generate(rand, hpke.DEFAULT_KEM)
 
 
 @contextlib.contextmanager

@@ -4,13 +4,22 @@ A request is accepted once: the gateway remembers the client's encapsulated key 
 (``enc``, fresh for every request) for as long as the request's ``Date`` could still be
 accepted, and refuses requests whose ``Date`` is outside the window. Memory is bounded by
 the request rate times the window. Times are passed in; nothing here reads a clock.
+
+Three stores with one judgement: :class:`ReplayGuard` in memory (tests, embedded use),
+:class:`SqliteReplayGuard` in the gateway's state directory (one replica; survives a
+restart, so a request seen before a crash is still refused after it), and
+:class:`RedisReplayGuard` shared by replicas.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import sqlite3
+import threading
 from collections import deque
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 from privproc.errors import PrivprocError
 
@@ -64,6 +73,70 @@ class ReplayStoreUnavailable(PrivprocError):
     """The shared replay store cannot be reached: the request is refused, not admitted."""
 
 
+class SqliteReplayGuard:
+    """The same judgement, remembered in SQLite (``replay.db`` in the gateway's state) so
+    that it survives a restart of the gateway.
+
+    Only ``sha256(enc)`` is stored, with the time until which it is remembered (twice the
+    window from first sight, as in memory). Rows past that time are deleted every
+    ``prune_every`` checks and whenever a window has passed since the last deletion: the
+    table holds at most the request rate times twice the window (plus one pruning
+    interval). WAL with ``synchronous=NORMAL``: every record is in the operating system's
+    hands before the request is admitted, so a killed gateway loses none; a power loss may
+    lose the last ones (the double-spend store, ``synchronous=FULL``, still refuses a
+    replayed token).
+    """
+
+    def __init__(self, path: Path, window_seconds: float = 60.0, *,
+                 prune_every: int = 1000) -> None:
+        if window_seconds <= 0:
+            raise ValueError(f"replay window must be > 0 seconds, got {window_seconds}")
+        self.window = window_seconds
+        self._prune_every = prune_every
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                         timeout=5)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS seen (id BLOB PRIMARY KEY,"
+                               " until REAL NOT NULL) WITHOUT ROWID")
+        except sqlite3.Error as exc:
+            raise ReplayStoreUnavailable(f"replay database {path}: {exc}") from None
+        self._checks = 0
+        self._pruned_at: float | None = None
+
+    def __len__(self) -> int:
+        with self._lock:
+            count: int = self._conn.execute("SELECT count(*) FROM seen").fetchone()[0]
+            return count
+
+    def check(self, request_id: bytes, request_date: float | None, now: float) -> Verdict:
+        if request_date is None or abs(now - request_date) > self.window:
+            return Verdict.BAD_DATE
+        key = hashlib.sha256(request_id).digest()
+        with self._lock:
+            try:
+                # A row whose time has passed (not yet pruned) counts as absent.
+                cur = self._conn.execute(
+                    "INSERT INTO seen (id, until) VALUES (?, ?) ON CONFLICT (id) DO UPDATE"
+                    " SET until = excluded.until WHERE seen.until <= ?",
+                    (key, now + 2 * self.window, now))
+                fresh = cur.rowcount == 1
+                self._checks += 1
+                if (self._checks % self._prune_every == 0 or self._pruned_at is None
+                        or now - self._pruned_at >= self.window):
+                    self._conn.execute("DELETE FROM seen WHERE until <= ?", (now,))
+                    self._pruned_at = now
+            except sqlite3.Error as exc:
+                raise ReplayStoreUnavailable(f"replay database error: {exc}") from None
+        return Verdict.FRESH if fresh else Verdict.REPLAYED
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
 class RedisReplayGuard:
     """The same judgement, shared by every gateway replica through Redis.
 
@@ -84,8 +157,6 @@ class RedisReplayGuard:
         self._prefix = prefix.encode()
 
     def check(self, request_id: bytes, request_date: float | None, now: float) -> Verdict:
-        import hashlib
-
         if request_date is None or abs(now - request_date) > self.window:
             return Verdict.BAD_DATE
         key = self._prefix + hashlib.sha256(request_id).digest()

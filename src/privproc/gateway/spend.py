@@ -1,22 +1,40 @@
 """The double-spend store for Privacy Pass tokens, shared by all gateway replicas.
 
-``spend(token_id, expires_at)`` records a token and says whether it was the first spend.
-Records live until the issuing key's end of life, after which the token is refused by
-the key check anyway. An unreachable store raises :class:`SpendStoreUnavailable`, which
-the gateway answers with 503: it never admits a token it could not record.
+``spend(token_id, expires_at, now)`` records a token and says whether it was the first
+spend; ``await spend_async(...)`` does the same without blocking the event loop (the
+gateway's path). Records live until the issuing key's end of life, after which the token
+is refused by the key check anyway. An unreachable store raises
+:class:`SpendStoreUnavailable`, which the gateway answers with 503: it never admits a
+token it could not record.
+
+**Group commit.** Both stores hand spends to one writer thread, which takes everything
+queued so far as a batch: SQLite inserts the batch in one transaction (one fsync, WAL
+with ``synchronous=FULL``), Redis sends it as one pipeline. No spend is acknowledged
+before its batch is durable (SQLite: committed; Redis: answered), a batch that fails
+fails every spend in it, and two spends of one token in one batch are decided in order
+inside it (the second is refused). Batching adds no wait: a batch is whatever queued
+while the previous one was being written, so one spend alone is written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import math
+import queue
 import sqlite3
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from privproc.errors import PrivprocError
 
 CLOCK_SKEW_MARGIN = 60  # seconds a spend record outlives its key in Redis
+MAX_BATCH = 1024  # spends written in one transaction or pipeline at most
+PURGE_EVERY = 1000  # SQLite: expired records are deleted once per this many spends
 
 
 class SpendStoreUnavailable(PrivprocError):
@@ -24,59 +42,232 @@ class SpendStoreUnavailable(PrivprocError):
 
 
 class SpendStore(Protocol):
-    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool: ...
+    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
+        """Record ``token_id``; True for its first spend. Blocks until durable."""
+        ...
+
+    async def spend_async(self, token_id: bytes, expires_at: int, now: float) -> bool:
+        """:meth:`spend` for a coroutine: the event loop goes on while it is written."""
+        ...
 
     def close(self) -> None: ...
 
 
-class SqliteSpendStore:
-    def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                     timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS spent (token_id BLOB PRIMARY KEY,"
-                           " expires_at INTEGER NOT NULL)")
-        self._spends = 0
+@dataclass(frozen=True)
+class Spend:
+    token_id: bytes
+    expires_at: int
+    now: float
 
-    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
+
+class _Waiter:
+    """Where one spend's outcome goes: a thread's future or an event loop's future."""
+
+    __slots__ = ("future", "loop", "spend")
+
+    def __init__(self, spend: Spend,
+                 future: concurrent.futures.Future[bool] | asyncio.Future[bool],
+                 loop: asyncio.AbstractEventLoop | None) -> None:
+        self.spend = spend
+        self.future = future
+        self.loop = loop
+
+
+def _settle(pairs: Sequence[tuple[_Waiter, bool | None]], error: str) -> None:
+    """Set each future: its result, or (None) a :class:`SpendStoreUnavailable`."""
+    for waiter, result in pairs:
+        if waiter.future.done():  # an awaiting request was cancelled (its client left)
+            continue
+        if result is None:
+            waiter.future.set_exception(SpendStoreUnavailable(error))
+        else:
+            waiter.future.set_result(result)
+
+
+class GroupCommitter:
+    """One writer thread that writes queued spends in batches with ``write``.
+
+    ``write(batch)`` returns one bool per spend (first spend or not), in order, once the
+    whole batch is durable, or raises :class:`SpendStoreUnavailable` (then every spend of
+    the batch fails). Each loop's waiters are woken with one call per batch.
+    """
+
+    def __init__(self, write: Callable[[list[Spend]], list[bool]], name: str,
+                 max_batch: int = MAX_BATCH) -> None:
+        self._write = write
+        self._name = name
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.batches = 0  # batches written (or failed), for tests and benchmarks
+        self.largest = 0  # the largest batch so far
+
+    def _put(self, waiter: _Waiter) -> None:
         with self._lock:
-            try:
-                cur = self._conn.execute(
-                    "INSERT OR IGNORE INTO spent (token_id, expires_at) VALUES (?, ?)",
-                    (token_id, expires_at),
-                )
-                self._spends += 1
-                if self._spends % 1000 == 0:
-                    self._conn.execute("DELETE FROM spent WHERE expires_at < ?", (int(now),))
-            except sqlite3.Error as exc:
-                raise SpendStoreUnavailable(f"spend database error: {exc}") from None
-            return cur.rowcount == 1
+            if self._closed:
+                raise SpendStoreUnavailable("the spend store is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name,
+                                                daemon=True)
+                self._thread.start()
+            self._queue.put(waiter)
+
+    def spend(self, spend: Spend) -> bool:
+        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        self._put(_Waiter(spend, future, None))
+        return future.result()
+
+    async def spend_async(self, spend: Spend) -> bool:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._put(_Waiter(spend, future, loop))
+        return await future
 
     def close(self) -> None:
+        """Write what is queued, then stop the writer."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            outcome: list[bool] | str
+            try:
+                outcome = self._write([w.spend for w in batch])
+                if len(outcome) != len(batch):
+                    outcome = "the spend store answered for the wrong number of tokens"
+            except SpendStoreUnavailable as exc:
+                outcome = str(exc)
+            except Exception as exc:  # noqa: BLE001 - no waiter may hang on a bug
+                outcome = f"spend store failure ({type(exc).__name__})"
+            self.batches += 1
+            self.largest = max(self.largest, len(batch))
+            self._wake(batch, outcome)
+
+    @staticmethod
+    def _wake(batch: list[_Waiter], outcome: list[bool] | str) -> None:
+        error = outcome if isinstance(outcome, str) else ""
+        results: Sequence[bool | None] = (
+            [None] * len(batch) if isinstance(outcome, str) else outcome)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Waiter, bool | None]]] = {}
+        for waiter, result in zip(batch, results, strict=True):
+            if waiter.loop is None:
+                _settle([(waiter, result)], error)
+            else:
+                by_loop.setdefault(waiter.loop, []).append((waiter, result))
+        for loop, pairs in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits now
+                loop.call_soon_threadsafe(_settle, pairs, error)
+
+
+class SqliteSpendStore:
+    """Spends in one SQLite file (one gateway replica), written with group commit."""
+
+    def __init__(self, path: Path, max_batch: int = MAX_BATCH) -> None:
+        try:
+            self._conn = sqlite3.connect(path, isolation_level=None,
+                                         check_same_thread=False, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")  # every commit is fsynced
+            self._conn.execute("CREATE TABLE IF NOT EXISTS spent (token_id BLOB PRIMARY KEY,"
+                               " expires_at INTEGER NOT NULL)")
+        except sqlite3.Error as exc:
+            raise SpendStoreUnavailable(f"spend database error: {exc}") from None
+        self._spends = 0
+        self._writer = GroupCommitter(self._write, "spend-writer", max_batch)
+
+    @property
+    def writer(self) -> GroupCommitter:
+        return self._writer
+
+    def _write(self, batch: list[Spend]) -> list[bool]:
+        """Insert ``batch`` in one transaction (runs on the writer thread only)."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            first = [conn.execute(
+                "INSERT OR IGNORE INTO spent (token_id, expires_at) VALUES (?, ?)",
+                (s.token_id, s.expires_at)).rowcount == 1 for s in batch]
+            before, self._spends = self._spends, self._spends + len(batch)
+            if before // PURGE_EVERY != self._spends // PURGE_EVERY:
+                oldest_now = min(s.now for s in batch)
+                conn.execute("DELETE FROM spent WHERE expires_at < ?", (int(oldest_now),))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise SpendStoreUnavailable(f"spend database error: {exc}") from None
+        return first
+
+    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
+        return self._writer.spend(Spend(token_id, expires_at, now))
+
+    async def spend_async(self, token_id: bytes, expires_at: int, now: float) -> bool:
+        return await self._writer.spend_async(Spend(token_id, expires_at, now))
+
+    def close(self) -> None:
+        self._writer.close()
         self._conn.close()
 
 
 class RedisSpendStore:
-    """``SET key 1 NX EX ttl``: atomic across replicas (the TTL runs to the key's end)."""
+    """``SET key 1 NX EX ttl``: atomic across replicas (the TTL runs to the key's end);
+    a batch of spends goes as one pipeline (one round trip)."""
 
-    def __init__(self, url: str, prefix: str = "privproc:spent:") -> None:
+    def __init__(self, url: str, prefix: str = "privproc:spent:",
+                 max_batch: int = MAX_BATCH) -> None:
         import redis
 
         self._redis_error = redis.RedisError
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._prefix = prefix.encode()
+        self._writer = GroupCommitter(self._write, "spend-writer", max_batch)
 
-    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
-        # Round up, and keep the record a little past the key's end of life, so that a
-        # replica whose clock is behind still finds it (a longer record is harmless: the
-        # key check refuses the token from then on anyway).
-        ttl = max(1, math.ceil(expires_at - now)) + CLOCK_SKEW_MARGIN
+    @property
+    def writer(self) -> GroupCommitter:
+        return self._writer
+
+    def _write(self, batch: list[Spend]) -> list[bool]:
+        pipe = self._client.pipeline(transaction=False)
+        for s in batch:
+            # Round up, and keep the record a little past the key's end of life, so that
+            # a replica whose clock is behind still finds it (a longer record is harmless:
+            # the key check refuses the token from then on anyway).
+            ttl = max(1, math.ceil(s.expires_at - s.now)) + CLOCK_SKEW_MARGIN
+            pipe.set(self._prefix + s.token_id, b"1", nx=True, ex=ttl)
         try:
-            return bool(self._client.set(self._prefix + token_id, b"1", nx=True, ex=ttl))
+            replies = pipe.execute(raise_on_error=True)
         except self._redis_error as exc:
             raise SpendStoreUnavailable(f"redis spend store: {exc}") from None
+        return [bool(r) for r in replies]
+
+    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
+        return self._writer.spend(Spend(token_id, expires_at, now))
+
+    async def spend_async(self, token_id: bytes, expires_at: int, now: float) -> bool:
+        return await self._writer.spend_async(Spend(token_id, expires_at, now))
 
     def close(self) -> None:
+        self._writer.close()
         self._client.close()

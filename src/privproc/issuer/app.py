@@ -5,6 +5,12 @@
 - ``POST /token-request`` with ``Authorization: Bearer <account token>`` and an
   ``application/private-token-request`` body: one token per request, counted against the
   account's quota (default 200 per day); over quota -> 429 with ``Retry-After``.
+- ``POST /token-request-batch`` (advertised in the directory as
+  ``privproc-batch-request-uri`` with ``privproc-batch-max``): the same, for 1 to
+  ``batch_max`` TokenRequests in one exchange (a length-prefixed list,
+  :mod:`privproc.wire.privacypass.batch`), answered with one TokenResponse each, in
+  order. The quota counts every token: a batch that does not fit in what is left of it
+  is refused whole (429), nothing issued.
 
 It stores per account only a count per period: nothing of the blinded messages, so
 nothing that links an issued token to its redemption.
@@ -36,6 +42,7 @@ from privproc.service import BodyTooLarge, problem, read_body
 from privproc.tlog.publish import RecordPublisher
 from privproc.wire import note
 from privproc.wire import privacypass as pp
+from privproc.wire.privacypass import batch as ppbatch
 
 from . import keystore
 from .accounts import AccountError, AccountVerifier
@@ -60,6 +67,8 @@ class IssuerConfig:
     accounts: AccountVerifier
     quota: QuotaStore
     request_uri: str = "/token-request"
+    batch_uri: str | None = "/token-request-batch"  # None: no batch endpoint
+    batch_max: int = ppbatch.MAX_BATCH
     limit: int = DEFAULT_LIMIT
     period: int = DEFAULT_PERIOD
     key_lifetime: int = keystore.DEFAULT_LIFETIME
@@ -68,10 +77,14 @@ class IssuerConfig:
     clock: Callable[[], float] = field(default=time.time)
 
 
-def directory_for(keys: keystore.IssuerKeys, request_uri: str, now: float) -> bytes:
+def directory_for(keys: keystore.IssuerKeys, request_uri: str, now: float,
+                  batch_uri: str | None = None, batch_max: int = ppbatch.MAX_BATCH) -> bytes:
     entries = [pp.TokenKey(k.token_type, k.token_key, k.not_before)
                for k in reversed(keys.keys) if k.accepted_at(now)]
-    return pp.IssuerDirectory(request_uri, entries).encode()
+    encoded = pp.IssuerDirectory(request_uri, entries).encode()
+    if batch_uri is None:
+        return encoded
+    return ppbatch.with_batch_offer(encoded, batch_uri, batch_max)
 
 
 async def keep_keys_logged(config: IssuerConfig, logging_: KeyLogging) -> None:
@@ -109,21 +122,45 @@ def create_app(config: IssuerConfig) -> Starlette:
                 task.cancel()
 
     async def directory(request: Request) -> Response:
-        body = directory_for(keys.get(), config.request_uri, config.clock())
+        body = directory_for(keys.get(), config.request_uri, config.clock(),
+                             config.batch_uri, config.batch_max)
         return Response(body, media_type=pp.MEDIA_TYPE_ISSUER_DIRECTORY,
                         headers={"cache-control": "max-age=300"})
 
-    async def token_request(request: Request) -> Response:
-        now = config.clock()
+    def account_of(request: Request, now: float) -> str | Response:
+        """The request's account, or the answer that refuses it."""
         auth = request.headers.get("authorization", "")
         scheme, _, bearer = auth.partition(" ")
         if scheme.lower() != "bearer" or not bearer.strip():
             return problem(401, "an account bearer token is required")
         try:
-            account = config.accounts.account(bearer.strip(), now)
+            return config.accounts.account(bearer.strip(), now)
         except AccountError as exc:
             log.info("refused: %s", exc)
             return problem(401, "account token refused")
+
+    async def take_quota(account: str, count: int, now: float) -> Response | None:
+        """Count ``count`` tokens against the account, or the answer that refuses them."""
+        try:
+            decision = await run_in_threadpool(config.quota.take, account, count,
+                                               config.limit, config.period, now)
+        except QuotaUnavailable as exc:
+            log.warning("quota store unavailable: %s", exc)
+            return problem(503, "quota store unavailable")
+        if not decision.granted:
+            log.info("refused: over quota")
+            return Response(
+                b'{"title": "token quota exceeded", "status": 429}', status_code=429,
+                media_type="application/problem+json",
+                headers={"retry-after": str(decision.retry_after)},
+            )
+        return None
+
+    async def token_request(request: Request) -> Response:
+        now = config.clock()
+        account = account_of(request, now)
+        if isinstance(account, Response):
+            return account
         if request.headers.get("content-type", "").split(";")[0].strip() != (
             pp.MEDIA_TYPE_TOKEN_REQUEST
         ):
@@ -135,19 +172,9 @@ def create_app(config: IssuerConfig) -> Starlette:
         except pp.PrivacyPassError as exc:
             return problem(400, f"malformed token request: {exc}")
         current = keys.get().current(token_request.token_type)
-        try:
-            decision = await run_in_threadpool(config.quota.take, account, 1, config.limit,
-                                               config.period, now)
-        except QuotaUnavailable as exc:
-            log.warning("quota store unavailable: %s", exc)
-            return problem(503, "quota store unavailable")
-        if not decision.granted:
-            log.info("refused: over quota")
-            return Response(
-                b'{"title": "token quota exceeded", "status": 429}', status_code=429,
-                media_type="application/problem+json",
-                headers={"retry-after": str(decision.retry_after)},
-            )
+        refused = await take_quota(account, 1, now)
+        if refused is not None:
+            return refused
         try:
             response = await run_in_threadpool(pp.issue, current.private, token_request)
         except pp.PrivacyPassError as exc:
@@ -155,11 +182,52 @@ def create_app(config: IssuerConfig) -> Starlette:
         log.info("issued: type=0x%04x", token_request.token_type)
         return Response(response.encode(), media_type=pp.MEDIA_TYPE_TOKEN_RESPONSE)
 
+    async def token_request_batch(request: Request) -> Response:
+        now = config.clock()
+        account = account_of(request, now)
+        if isinstance(account, Response):
+            return account
+        if request.headers.get("content-type", "").split(";")[0].strip() != (
+            ppbatch.MEDIA_TYPE_BATCH_REQUEST
+        ):
+            return problem(415, f"content type must be {ppbatch.MEDIA_TYPE_BATCH_REQUEST}")
+        limit = ppbatch.max_batch_size(config.batch_max)
+        try:
+            body = await read_body(request, limit * (2 + ppbatch.MAX_ITEM))
+            requests = [pp.TokenRequest.decode(item)
+                        for item in ppbatch.decode_batch(body, limit)]
+        except BodyTooLarge:
+            return problem(413, f"a batch holds at most {limit} token requests")
+        except pp.PrivacyPassError as exc:
+            return problem(400, f"malformed token request batch: {exc}")
+        current = keys.get()
+        try:
+            signers = [current.current(r.token_type).private for r in requests]
+        except StopIteration:
+            return problem(400, "token request refused: no key of its token type")
+        refused = await take_quota(account, len(requests), now)
+        if refused is not None:
+            return refused
+
+        def issue_all() -> list[bytes]:
+            return [pp.issue(key, r).encode() for key, r in zip(signers, requests, strict=True)]
+
+        try:
+            responses = await run_in_threadpool(issue_all)
+        except pp.PrivacyPassError as exc:
+            return problem(400, f"token request refused: {exc}")
+        log.info("issued: batch of %d", len(requests))
+        return Response(ppbatch.encode_batch(responses),
+                        media_type=ppbatch.MEDIA_TYPE_BATCH_RESPONSE)
+
     async def health(request: Request) -> Response:
         return Response(b"ok\n", media_type="text/plain")
 
-    return Starlette(routes=[
+    routes = [
         Route(pp.WELL_KNOWN_ISSUER_DIRECTORY, directory, methods=["GET"]),
         Route(config.request_uri, token_request, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
-    ], lifespan=lifespan)
+    ]
+    if config.batch_uri is not None:
+        routes.append(Route(config.batch_uri, token_request_batch, methods=["POST"]))
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -87,7 +87,8 @@ def _serve(args: argparse.Namespace) -> int:
     except IssuerKeyError as exc:
         print(f"privproc issuer serve: {exc}", file=sys.stderr)
         return 1
-    serve(app, args.listen, args.log_level)
+    serve(app, args.listen, args.log_level,
+          clikit.service_limits(args))
     return 0
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -95,8 +96,8 @@ class IssuerKey:
     def token_key(self) -> bytes:
         return privacypass.encode_token_key(self.token_type, self.public)
 
-    @property
-    def key_id(self) -> bytes:
+    @functools.cached_property
+    def key_id(self) -> bytes:  # computed once per key
         return privacypass.token_key_id(self.token_type, self.public)
 
     @property
@@ -320,8 +321,8 @@ class AcceptedKey:
     end_of_life: int
     current: bool
 
-    @property
-    def key_id(self) -> bytes:
+    @functools.cached_property
+    def key_id(self) -> bytes:  # computed once per key
         return hashlib.sha256(self.token_key).digest()
 
     def accepted_at(self, now: float) -> bool:

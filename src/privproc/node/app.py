@@ -8,9 +8,10 @@ or logged never contain request data. ``GET /evidence`` serves the current evide
 bundle (with ``?nonce=HEX``, fresh evidence binding that nonce).
 
 Limits: maximum sealed request size (413), a per-request deadline (a sealed error, never
-a partial answer; the model is stopped), bounded concurrency (503 with ``Retry-After``
-when no worker is free). A failed key rotation takes the node out of service (503
-everywhere, ``/healthz`` included) and destroys its keys.
+a partial answer; the model is stopped, queueing counts in it), bounded concurrency with
+a bounded queue (tasks beyond ``concurrency`` wait, up to ``queue`` of them; beyond that,
+or when no worker is free, 503 with ``Retry-After``). A failed key rotation takes the
+node out of service (503 everywhere, ``/healthz`` included) and destroys its keys.
 
 This module is the Starlette shell: routes, body reading, the key rotation loop and the
 executor's lifetime. Every decision is :class:`~privproc.node.core.NodeCore`'s.

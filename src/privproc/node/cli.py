@@ -35,6 +35,7 @@ from privproc.budget import NODE_DEADLINE
 from privproc.clikit import UsageError, positive_int, seconds
 from privproc.secrets import SecretError, resolve
 
+from .core import QUEUE_PER_WORKER
 from .keys import NodeKeys
 from .registration import public_bytes, register_forever
 
@@ -110,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     url = args.advertise or bound_url(listener)
     wake = asyncio.Event()
     config = NodeConfig(node_id=node_id, max_request=args.max_body, deadline=args.deadline,
-                        concurrency=args.concurrency, rotate_every=args.rotate_every)
+                        concurrency=args.concurrency, queue=args.queue,
+                        rotate_every=args.rotate_every)
     background = None
     if args.directory:
         try:
@@ -127,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(json.dumps({"node_id": node_id, "url": url}), flush=True)
     sys.dont_write_bytecode = True  # nothing may be written while serving
-    serve(app, listener, args.log_level)
+    serve(app, listener, args.log_level,
+          clikit.service_limits(args))
     return 0
 
 
@@ -161,8 +164,22 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             "stopped and a sealed DEADLINE answered")
     serve.add_argument("--concurrency", type=positive_int, default=2, metavar="N",
                        help="tasks at once: one worker process each")
+    serve.add_argument("--queue", type=_queue_size, default=None, metavar="N",
+                       help="tasks that may wait for a worker beyond --concurrency (their "
+                            "wait counts in --deadline); more are answered 503 with "
+                            f"Retry-After (default: {QUEUE_PER_WORKER} x --concurrency)")
     serve.add_argument("--max-body", type=positive_int, default=256 * 1024, metavar="BYTES",
                        help="the largest sealed request accepted")
+
+
+def _queue_size(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+    return number
 
 
 def add_release_options(p: argparse._ActionsContainer) -> None:

@@ -10,10 +10,15 @@ answers. A request goes through three steps:
    not open), 503 (the node has failed closed), or a *sealed* BAD_REQUEST once the
    request has opened (malformed, hostile or too deeply nested input: never an unsealed
    500, whatever the decoder raises).
-2. :meth:`NodeCore.run` — runs the task through the injected :class:`TaskExecutor`
+2. :meth:`NodeCore.run` — admits the task (up to ``concurrency`` run at once; up to
+   ``queue`` more wait, first come first served; beyond that an unsealed 503 with a
+   small ``Retry-After``), runs it through the injected :class:`TaskExecutor`
    (:mod:`.worker`: a pool of worker processes the node kills at the deadline) and maps
    its :class:`Outcome` to an answer: sealed OK / BAD_REQUEST / DEADLINE / TASK_FAILED,
-   or an unsealed 503 with ``Retry-After`` when no worker is free.
+   or an unsealed 503 with ``Retry-After`` when no worker is free. The deadline counts
+   from admission: time spent waiting in the queue is taken from the task's budget
+   (:mod:`privproc.budget`), and a task whose budget ran out while it waited is answered
+   a sealed DEADLINE without running.
 3. :meth:`NodeCore.seal` — seals an inner response to the client; an answer that
    cannot be encoded (too large, not valid Unicode) becomes a sealed TASK_FAILED.
 
@@ -31,6 +36,9 @@ allows.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import enum
 import json
 import logging
@@ -57,6 +65,8 @@ log = logging.getLogger("privproc.node")
 MAX_DEPTH = 16
 MEDIA_TYPE_EVIDENCE = "application/privproc-evidence"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+QUEUE_PER_WORKER = 4  # the default queue: this many waiting tasks per concurrent one
+RETRY_AFTER = "1"  # seconds a refused client waits (it adds its own jitter)
 
 
 class TaskInputError(PrivprocError):
@@ -167,8 +177,22 @@ class NodeConfig:
     max_request: int = 256 * 1024
     deadline: float = NODE_DEADLINE
     concurrency: int = 2
+    queue: int | None = None  # tasks waiting for a slot; None: QUEUE_PER_WORKER each
     rotate_every: int = 3600
     clock: Callable[[], float] = field(default=time.time)
+    monotonic: Callable[[], float] = field(default=time.monotonic)  # deadlines, queueing
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.queue is None:
+            self.queue = QUEUE_PER_WORKER * self.concurrency
+        if self.queue < 0:
+            raise ValueError(f"queue must be at least 0, got {self.queue}")
+
+    @property
+    def queue_limit(self) -> int:
+        return self.queue if self.queue is not None else QUEUE_PER_WORKER * self.concurrency
 
 
 @dataclass(frozen=True)
@@ -245,6 +269,9 @@ class NodeCore:
         self.executor = executor
         self.failed: str | None = None  # why the node failed closed (content-free)
         self.stats = {"ok": 0, "refused": 0, "failed": 0}
+        self.admission = {"queued": 0, "full": 0}  # tasks that waited; refused: queue full
+        self.running = 0  # admitted tasks holding a slot
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def now(self) -> int:
         return int(self.config.clock())
@@ -300,15 +327,72 @@ class NodeCore:
         return Opened(ctx, req.task, req.nonce, req.payload, len(body), started)
 
     async def run(self, opened: Opened) -> Answer:
-        """Run an opened request's task and seal the answer (503 when no worker is free)."""
+        """Admit an opened request's task (a slot, or a place in the queue), run it
+        within what is left of the deadline and seal the answer; 503 when the queue is
+        full or no worker is free."""
         if self.failed is not None:
             self.stats["refused"] += 1
             return self.unavailable()
+        admitted = self.config.monotonic()
+        left = self.config.deadline
+        if self.running < self.config.concurrency and not self._waiting:
+            self.running += 1
+        elif len(self._waiting) < self.config.queue_limit:
+            if not await self._wait_for_slot(self.config.deadline):
+                return self.finish(opened, Outcome.deadline())
+            left = self.config.deadline - (self.config.monotonic() - admitted)
+            if left <= 0:  # its budget ran out while it waited: it does not run
+                self._release()
+                return self.finish(opened, Outcome.deadline())
+        else:
+            self.admission["full"] += 1
+            return self.finish(opened, Outcome.busy())
         try:
-            outcome = await self.executor.run(opened.task, opened.payload, self.config.deadline)
+            outcome = await self.executor.run(opened.task, opened.payload, left)
         except Exception as exc:  # noqa: BLE001 - an executor fault answers cleanly
             outcome = Outcome.failed(type(exc).__name__)
+        finally:
+            self._release()
         return self.finish(opened, outcome)
+
+    async def _wait_for_slot(self, budget: float) -> bool:
+        """Wait in the queue for a slot, at most ``budget`` seconds; True once one is
+        held (a releasing task hands its slot over), False when the wait ran out."""
+        self.admission["queued"] += 1
+        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(slot)
+        try:
+            async with asyncio.timeout(budget):
+                await slot
+        except TimeoutError:
+            self._leave(slot)
+            return False
+        except BaseException:  # cancelled (the caller went away): leave the queue
+            self._leave(slot)
+            raise
+        return True
+
+    def _leave(self, slot: asyncio.Future[None]) -> None:
+        """A waiter gives up: out of the queue, or, if it was handed a slot at the same
+        moment, the slot passes on."""
+        if slot.done() and not slot.cancelled():
+            self._release()
+            return
+        slot.cancel()
+        with contextlib.suppress(ValueError):
+            self._waiting.remove(slot)
+
+    def _release(self) -> None:
+        """Free a slot: hand it to the first waiter still waiting, or give it back."""
+        while self._waiting:
+            slot = self._waiting.popleft()
+            if not slot.done():
+                slot.set_result(None)  # the slot passes on: ``running`` is unchanged
+                return
+        self.running -= 1
+
+    def queue_depth(self) -> int:
+        return len(self._waiting)
 
     def finish(self, opened: Opened, outcome: Outcome) -> Answer:
         """The answer for what running gave."""
@@ -316,7 +400,7 @@ class NodeCore:
         task = opened.task.name
         if outcome.kind is OutcomeKind.BUSY:
             self.stats["refused"] += 1
-            return Answer(503, b"node busy\n", "text/plain", (("retry-after", "1"),))
+            return Answer(503, b"node busy\n", "text/plain", (("retry-after", RETRY_AFTER),))
         if outcome.kind is OutcomeKind.DEADLINE:
             self.stats["failed"] += 1
             log.info("failed: task=%s deadline", task)
@@ -466,5 +550,8 @@ class NodeCore:
     def metrics(self) -> Answer:
         lines = [f"privproc_node_requests_{k} {v}\n" for k, v in self.stats.items()]
         lines += [f"privproc_node_{k} {v}\n" for k, v in self.executor.gauges().items()]
+        lines += [f"privproc_node_admission_{k} {v}\n" for k, v in self.admission.items()]
+        lines.append(f"privproc_node_tasks_admitted {self.running}\n")
+        lines.append(f"privproc_node_queue_depth {len(self._waiting)}\n")
         lines.append(f"privproc_node_out_of_service {int(self.failed is not None)}\n")
         return Answer(200, "".join(lines).encode(), "text/plain")

@@ -68,7 +68,8 @@ class NodeKeys:
         return [e.id for e in self._store.ring.entries]
 
     def _make(self, spec: NewKey) -> NodeKey:
-        key = ohttp.GatewayKey.create(spec.id, hpke.KeyPair.generate(self._rand))
+        pair = hpke.KeyPair.generate(self._rand, hpke.DEFAULT_KEM)  # hybrid, post-quantum
+        key = ohttp.GatewayKey.create(spec.id, pair)
         expiry = int(spec.not_after)
         bundle = encode_bundle(collect_bundle(self.provider, key.config.encode(), expiry,
                                               registration_key=self.registration_key))

@@ -20,6 +20,7 @@ their key records, proven in the witness-cosigned log.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -132,6 +133,7 @@ def create_app(config: RelayConfig) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal session
         session = anonymous_session(config.timeout)
+        gc.freeze()  # start-up objects stay: collections need not scan them per request
         try:
             yield
         finally:

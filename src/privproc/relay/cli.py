@@ -16,7 +16,8 @@ def _serve(args: argparse.Namespace) -> int:
     setup_logging("relay", args.log_level.upper())
     config = RelayConfig(gateway=args.gateway, keys_url=args.gateway_keys, max_body=args.max_body,
                          timeout=args.timeout, log=args.log)
-    serve(create_app(config), args.listen, args.log_level)
+    serve(create_app(config), args.listen, args.log_level,
+          clikit.service_limits(args))
     return 0
 
 

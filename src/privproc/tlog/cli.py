@@ -12,15 +12,22 @@ from pathlib import Path
 from privproc import clikit
 from privproc.clikit import UsageError, hex_bytes, positive_int, seconds
 from privproc.secrets import SecretError, resolve, warn_if_literal
-from privproc.wire import note
-from privproc.wire.errors import CheckpointError, NoteError
+from privproc.wire import note, ohttp
+from privproc.wire.errors import CheckpointError, KeyConfigError, NoteError
 
 from . import witness_cli
 from .audit import DEFAULT_MAX_KEYS, AuditError, Progress, SeenCheckpoints, audit
 from .client import Fetch, LogClientError, LogPolicy, http_fetcher
 from .keys import KeyFileError, create_signer, load_or_create_signer, read_signer
 from .publish import PublishError, publish
-from .record import RecordError, ReleaseRecord, RevocationRecord, format_time
+from .record import (
+    PURPOSE_OHTTP_GATEWAY,
+    KeyRecord,
+    RecordError,
+    ReleaseRecord,
+    RevocationRecord,
+    format_time,
+)
 
 
 def _witness(value: str) -> tuple[str, str]:
@@ -85,7 +92,8 @@ def _log_serve(args: argparse.Namespace) -> int:
     config = LogConfig(origin=args.origin, signer=signer, publishers=publishers,
                        key_publishers=key_publishers, witnesses=witnesses, quorum=args.quorum,
                        batch_max=args.batch_max, batch_wait=args.batch_wait)
-    serve(create_app(storage, config), args.listen, args.log_level)
+    serve(create_app(storage, config), args.listen, args.log_level,
+          clikit.service_limits(args))
     return 0
 
 
@@ -97,6 +105,17 @@ def _gpu_hex(item: str, value: str) -> bytes:
         return bytes.fromhex(value)
     except ValueError:
         raise UsageError(f"--gpu {item[:40]!r}: expected NAME=HEX") from None
+
+
+def _key_kem(key: KeyRecord) -> str:
+    """" kem=NAME" for an OHTTP gateway key record (its key is a key configuration)."""
+    if key.purpose != PURPOSE_OHTTP_GATEWAY:
+        return ""
+    try:
+        config = ohttp.decode_key_config(key.key)
+    except KeyConfigError:
+        return " kem=UNKNOWN"  # not a key configuration this version can decode
+    return f" kem={config.kem_name}"
 
 
 def audit_output(
@@ -128,7 +147,7 @@ def audit_output(
             line += f" REVOKED at #{revoked[rec.measurement]}"
         out.append(line)
     for index, key in report.keys:
-        out.append(f"  #{index} key purpose={key.purpose} owner={key.owner} "
+        out.append(f"  #{index} key purpose={key.purpose} owner={key.owner}{_key_kem(key)} "
                    f"sha256={key.key_sha256.hex()[:16]}... valid {format_time(key.not_before)} "
                    f"to {format_time(key.not_after)}")
     for index, rev in report.revocations:

@@ -66,6 +66,7 @@ def _logs(verifiers: Sequence[Ed25519Verifier]) -> dict[str, list[Verifier]]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the witness until interrupted; 1 if its key or state cannot be used."""
+    from privproc import clikit
     from privproc.service import serve, setup_logging
 
     from .witness import WitnessStoreError
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         config = WitnessConfig(signer=signer, logs=_logs(args.logs), store=store)
-        serve(create_app(config), args.listen, args.log_level)
+        serve(create_app(config), args.listen, args.log_level,
+              clikit.service_limits(args))
     finally:
         store.close()
     return 0

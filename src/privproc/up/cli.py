@@ -6,15 +6,18 @@ import argparse
 from pathlib import Path
 
 from privproc import clikit
-from privproc.clikit import positive_int
+from privproc.clikit import positive_int, seconds
 
 
 def _up(args: argparse.Namespace) -> int:
     from privproc.paths import default_state_dir
 
+    from .supervisor import RestartPolicy
     from .system import run
 
-    return run(args.state or default_state_dir(), args.nodes, args.backend, args.node_config)
+    policy = RestartPolicy(max_restarts=args.max_restarts, window=args.restart_window)
+    return run(args.state or default_state_dir(), args.nodes, args.backend, args.node_config,
+               policy)
 
 
 def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,7 +27,11 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                  "the simulated platform (development: it proves no TEE). "
                                  "Writes the client's trust file (client.toml) into the state "
                                  "directory, where summarize, write, receipt verify and audit "
-                                 "find it. One 'up' per state directory.")
+                                 "find it. One 'up' per state directory. A service that "
+                                 "exits is restarted on the address it had (after 1 s, "
+                                 "doubling up to 30 s); one that exits more than "
+                                 "--max-restarts times within --restart-window stops "
+                                 "everything (exit 1).")
     up.add_argument("--state", type=Path, metavar="DIR",
                     help="keys, databases, logs and client.toml (default: $PRIVPROC_STATE, "
                          "else $XDG_STATE_HOME/privproc, else ~/.local/state/privproc)")
@@ -35,3 +42,8 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                          "model-free extractive pipeline, or an echo (tests)")
     up.add_argument("--node-config", type=Path, metavar="FILE",
                     help="the nodes' configuration file (measured)")
+    up.add_argument("--max-restarts", type=positive_int, default=5, metavar="N",
+                    help="restarts of one service within --restart-window after which 'up' "
+                         "gives up and stops everything")
+    up.add_argument("--restart-window", type=seconds, default=60.0, metavar="SECONDS",
+                    help="the window --max-restarts counts in")

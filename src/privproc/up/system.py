@@ -5,7 +5,9 @@ directory and token redemption), the relay, an origin for plain OHTTP traffic, a
 more nodes; the issuer and the gateway publish their key records to the log; publishes
 the nodes' release; waits until a witness-cosigned checkpoint carries every record and
 the relay serves the stapled key bundle; writes the client's trust configuration
-(``client.toml``, mode 0600) and prints every URL. Stops everything on Ctrl-C.
+(``client.toml``, mode 0600) and prints every URL. A service that exits is restarted on
+the address it had, with backoff (:class:`privproc.up.supervisor.Restarter`); one that
+keeps exiting stops everything. Stops everything on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from privproc.tlog.publish import publish
 from privproc.tlog.record import KeyRecord, RecordError, ReleaseRecord, decode_entry
 from privproc.tlog.witness_app import load_or_create_witness_key
 from privproc.up.lock import StateLock
-from privproc.up.supervisor import Supervisor
+from privproc.up.supervisor import GaveUp, Restarter, RestartPolicy, Supervisor
 
 HOST = "127.0.0.1"
 LOG_ORIGIN = "log.privproc.local"
@@ -270,7 +272,9 @@ def _client_toml(urls: dict[str, str], log_vkey: str, witness_vkey: str,
         "[service]\n"
         f'relay = "{urls["relay"]}/"\n'
         f'gateway_name = "{ORIGIN_NAME}"\n'
-        f'log = "{urls["log"]}"\n\n'
+        f'log = "{urls["log"]}"\n'
+        # every key this system makes is hybrid post-quantum: accept no other
+        "require_pq = true\n\n"
         "[log]\n"
         f'vkey = "{log_vkey}"\n'
         f'witnesses = ["{witness_vkey}"]\n'
@@ -291,7 +295,11 @@ def _client_toml(urls: dict[str, str], log_vkey: str, witness_vkey: str,
     return text.encode()
 
 
-def run(state: Path, nodes: int, backend: str, node_config: Path | None) -> int:
+def run(state: Path, nodes: int, backend: str, node_config: Path | None,
+        policy: RestartPolicy | None = None) -> int:
+    """Start the system and keep it running: a service that exits is restarted on the
+    address it had (``policy``: backoff, and when to give up and stop everything, exit 1);
+    Ctrl-C or SIGTERM stops everything (exit 0)."""
     system = start(state, nodes=nodes, backend=backend, node_config=node_config)
     for name, url in system.urls.items():
         _say(f"  {name:10s} {url}")
@@ -311,14 +319,23 @@ def run(state: Path, nodes: int, backend: str, node_config: Path | None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    keeper = Restarter(system.sup, policy or RestartPolicy(), say=_tell)
+    code = 0
     try:
         while not stop:
-            for service in system.sup.services.values():
-                if service.process.poll() is not None:
-                    print(f"{service.name} exited; stopping everything", file=sys.stderr)
-                    stop = True
+            try:
+                keeper.poll()
+            except GaveUp as exc:
+                _tell(f"{exc}; stopping everything")
+                code = 1
+                break
             time.sleep(0.5)
     finally:
         _say("stopping")
         system.stop()
-    return 0
+    return code
+
+
+def _tell(message: str) -> None:
+    """A service's exit or restart, on the terminal (stderr)."""
+    print(message, file=sys.stderr, flush=True)

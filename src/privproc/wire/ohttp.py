@@ -12,7 +12,6 @@ construction with their own labels); they default to Binary HTTP's.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import struct
@@ -33,7 +32,7 @@ MEDIA_TYPE_RESPONSE = "message/ohttp-res"
 MEDIA_TYPE_KEYS = "application/ohttp-keys"
 
 HEADER_LEN = 7
-_NPK = {hpke.KEM_X25519_SHA256: hpke.NPK}
+_NPK = {kem_id: info.npk for kem_id, info in hpke.KEMS.items()}
 
 
 @dataclass(frozen=True)
@@ -78,6 +77,18 @@ class KeyConfig:
             + struct.pack("!H", len(algs))
             + algs
         )
+
+    @property
+    def kem_name(self) -> str:
+        """The KEM's display name: "MLKEM768-X25519", "X25519"."""
+        return hpke.kem_name(self.kem_id)
+
+    @property
+    def post_quantum(self) -> bool:
+        """Whether requests sealed to this key stay confidential against a quantum
+        adversary (a hybrid KEM with ML-KEM)."""
+        info = hpke.KEMS.get(self.kem_id)
+        return info is not None and info.post_quantum
 
     def supported_suites(self) -> Iterator[hpke.Suite]:
         """The configuration's suites that this implementation can run, in its order."""
@@ -180,12 +191,13 @@ def _header(key_id: int, suite: hpke.Suite) -> bytes:
 
 
 def _response_keys(
-    secret: bytes, enc: bytes, response_nonce: bytes, aead: hpke.Aead
+    secret: bytes, enc: bytes, response_nonce: bytes, aead: hpke.Aead, hash_name: str
 ) -> tuple[AESGCM | ChaCha20Poly1305, bytes]:
-    # RFC 9458 section 4.4: salt = enc || response_nonce, then HKDF-SHA256.
-    prk = hmac.digest(enc + response_nonce, secret, hashlib.sha256)
-    key = hmac.digest(prk, b"key\x01", hashlib.sha256)[: aead.key_size]
-    nonce = hmac.digest(prk, b"nonce\x01", hashlib.sha256)[: aead.nonce_size]
+    # RFC 9458 section 4.4: salt = enc || response_nonce, then the suite's HKDF (one
+    # Expand block each: keys and nonces are never longer than the hash).
+    prk = hmac.digest(enc + response_nonce, secret, hash_name)
+    key = hmac.digest(prk, b"key\x01", hash_name)[: aead.key_size]
+    nonce = hmac.digest(prk, b"nonce\x01", hash_name)[: aead.nonce_size]
     cipher: AESGCM | ChaCha20Poly1305 = (
         ChaCha20Poly1305(key) if aead is hpke.Aead.CHACHA20_POLY1305 else AESGCM(key)
     )
@@ -199,10 +211,11 @@ def _secret_len(aead: hpke.Aead) -> int:
 class ClientResponseContext:
     """What a client keeps after sending a request, to open the response."""
 
-    __slots__ = ("_aead", "_enc", "_label", "_secret")
+    __slots__ = ("_aead", "_enc", "_hash", "_label", "_secret")
 
     def __init__(self, ctx: hpke.Context, enc: bytes, label: bytes) -> None:
         self._aead = ctx.suite.aead
+        self._hash = ctx.suite.kdf.hash_name
         self._enc = enc
         self._label = label
         self._secret = ctx.export(label, _secret_len(self._aead))
@@ -216,7 +229,8 @@ class ClientResponseContext:
                 f"{nlen + self._aead.tag_size} bytes, got {len(encapsulated)}"
             )
         response_nonce = bytes(encapsulated[:nlen])
-        cipher, nonce = _response_keys(self._secret, self._enc, response_nonce, self._aead)
+        cipher, nonce = _response_keys(self._secret, self._enc, response_nonce, self._aead,
+                                       self._hash)
         try:
             return cipher.decrypt(nonce, bytes(encapsulated[nlen:]), b"")
         except InvalidTag:
@@ -226,10 +240,11 @@ class ClientResponseContext:
 class ServerResponseContext:
     """What a gateway keeps after opening a request, to seal the response."""
 
-    __slots__ = ("_aead", "_enc", "_secret")
+    __slots__ = ("_aead", "_enc", "_hash", "_secret")
 
     def __init__(self, ctx: hpke.Context, enc: bytes, label: bytes) -> None:
         self._aead = ctx.suite.aead
+        self._hash = ctx.suite.kdf.hash_name
         self._enc = enc
         self._secret = ctx.export(label, _secret_len(self._aead))
 
@@ -251,7 +266,8 @@ class ServerResponseContext:
             response_nonce = rand(nlen)
         if len(response_nonce) != nlen:
             raise DecryptError(f"response_nonce must be {nlen} bytes, got {len(response_nonce)}")
-        cipher, nonce = _response_keys(self._secret, self._enc, response_nonce, self._aead)
+        cipher, nonce = _response_keys(self._secret, self._enc, response_nonce, self._aead,
+                                       self._hash)
         return response_nonce + cipher.encrypt(nonce, response, b"")
 
 
@@ -293,7 +309,8 @@ class GatewayKey:
     key_pair: hpke.KeyPair
 
     def __post_init__(self) -> None:
-        if self.config.public_key != self.key_pair.public_bytes:
+        if (self.config.public_key != self.key_pair.public_bytes
+                or self.config.kem_id != self.key_pair.kem_id):
             raise KeyConfigError(
                 f"key configuration {self.config.key_id} does not match its key pair"
             )
@@ -310,7 +327,7 @@ class GatewayKey:
         ),
     ) -> GatewayKey:
         symmetric = tuple(SymmetricSuite(hpke.KDF_HKDF_SHA256, a.value) for a in aeads)
-        config = KeyConfig(key_id, hpke.KEM_X25519_SHA256, key_pair.public_bytes, symmetric)
+        config = KeyConfig(key_id, key_pair.kem_id, key_pair.public_bytes, symmetric)
         return cls(config, key_pair)
 
 
@@ -355,20 +372,21 @@ class GatewayKeys:
                 f"key {key_id} does not accept suite kem=0x{kem_id:04x} "
                 f"kdf=0x{kdf_id:04x} aead=0x{aead_id:04x}"
             )
-        suite = hpke.Suite(kem_id, kdf_id, aead_id)
-        minimum = HEADER_LEN + hpke.NENC + suite.aead.tag_size
+        suite = hpke.suite(kem_id, kdf_id, aead_id)
+        nenc = suite.kem.nenc
+        minimum = HEADER_LEN + nenc + suite.aead.tag_size
         if len(encapsulated) < minimum:
             raise DecryptError(
                 f"encapsulated request too short: need at least {minimum} bytes, "
                 f"got {len(encapsulated)}"
             )
         hdr = bytes(encapsulated[:HEADER_LEN])
-        enc = bytes(encapsulated[HEADER_LEN : HEADER_LEN + hpke.NENC])
+        enc = bytes(encapsulated[HEADER_LEN : HEADER_LEN + nenc])
         try:
             ctx = hpke.setup_recipient(
                 suite, enc, key.key_pair, request_label + b"\x00" + hdr
             )
-            request = ctx.open(bytes(encapsulated[HEADER_LEN + hpke.NENC :]))
+            request = ctx.open(bytes(encapsulated[HEADER_LEN + nenc :]))
         except HPKEError:
             raise DecryptError("encapsulated request failed authentication") from None
         return request, ServerResponseContext(ctx, enc, response_label)

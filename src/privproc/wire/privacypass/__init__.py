@@ -99,6 +99,7 @@ from privproc.wire.privacypass.keys import (
     encode_token_key,
     token_input,
     token_key_id,
+    verification_key_id,
 )
 from privproc.wire.privacypass.structures import Token, TokenChallenge, TokenRequest, TokenResponse
 
@@ -121,6 +122,7 @@ __all__ = [
     "VoprfIssuerKey",
     "ClientState",
     "token_key_id",
+    "verification_key_id",
     "encode_token_key",
     "token_input",
     "begin_issuance",

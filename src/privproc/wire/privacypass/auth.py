@@ -6,6 +6,7 @@ section 11 auth-parameter parser.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,8 +31,14 @@ __all__ = [
 
 
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_TOKEN68_CHARS = frozenset("-._~+/0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _WS = " \t"
+# The same sets as regular expressions, so that long values (a token is ~500 characters)
+# are scanned in C rather than one character at a time.
+_WS_RUN = re.compile(r"[ \t]*")
+_TCHAR_RUN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]*")
+_TOKEN68_RUN = re.compile(r"[\-._~+/0-9a-zA-Z]*")
+# qdtext: what a quoted-string holds up to its closing quote when it has no quoted-pair.
+_QDTEXT_RUN = re.compile(r"[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]*")
 
 
 @dataclass(frozen=True)
@@ -55,14 +62,12 @@ class _AuthParser:
         return PrivacyPassError(f"{self.what}: {msg} at offset {self.i}")
 
     def _skip_ws(self, i: int) -> int:
-        while i < len(self.s) and self.s[i] in _WS:
-            i += 1
-        return i
+        match = _WS_RUN.match(self.s, i)
+        return match.end() if match is not None else i
 
     def _token_end(self, i: int) -> int:
-        while i < len(self.s) and self.s[i] in _TCHAR:
-            i += 1
-        return i
+        match = _TCHAR_RUN.match(self.s, i)
+        return match.end() if match is not None else i
 
     def _param_ahead(self, i: int) -> bool:
         """Whether an auth-param (token BWS "=" BWS (token / quoted-string)) starts at i."""
@@ -76,6 +81,10 @@ class _AuthParser:
         return j < len(self.s) and (self.s[j] == '"' or self.s[j] in _TCHAR)
 
     def _quoted(self) -> str:
+        plain = _QDTEXT_RUN.match(self.s, self.i + 1)
+        if plain is not None and plain.end() < len(self.s) and self.s[plain.end()] == '"':
+            self.i = plain.end() + 1  # no quoted-pair: the common case, in one scan
+            return plain.group()
         out: list[str] = []
         self.i += 1  # opening quote
         while self.i < len(self.s):
@@ -162,9 +171,8 @@ class _AuthParser:
                         else:
                             break
                 else:
-                    j = self.i
-                    while j < len(self.s) and self.s[j] in _TOKEN68_CHARS:
-                        j += 1
+                    run = _TOKEN68_RUN.match(self.s, self.i)
+                    j = run.end() if run is not None else self.i
                     if j == self.i:
                         raise self._err("expected auth-params or token68")
                     while j < len(self.s) and self.s[j] == "=":

@@ -40,6 +40,7 @@ from privproc.wire.privacypass.keys import (
     _rsa_public_key,
     encode_token_key,
     token_input,
+    verification_key_id,
 )
 from privproc.wire.privacypass.structures import Token, TokenChallenge, TokenRequest, TokenResponse
 
@@ -218,14 +219,14 @@ def verify_token(
     if token.token_type == TOKEN_TYPE_VOPRF:
         if not isinstance(key, VoprfEvaluator):
             raise PrivacyPassError("key for a type 0x0001 token must be a VOPRF issuer key")
-        if hashlib.sha256(key.public_key).digest() != token.token_key_id:
+        if verification_key_id(TOKEN_TYPE_VOPRF, key) != token.token_key_id:
             raise PrivacyPassError("issuer key does not match its token_key_id")
         expected_auth = key.evaluate(token.authenticator_input)
         if not hmac.compare_digest(expected_auth, token.authenticator):
             raise PrivacyPassError("invalid type 0x0001 token authenticator")
         return
     pk = _rsa_public_key(key)
-    if hashlib.sha256(blindrsa.pss_spki(pk)).digest() != token.token_key_id:
+    if verification_key_id(TOKEN_TYPE_BLIND_RSA, pk) != token.token_key_id:
         raise PrivacyPassError("issuer key does not match its token_key_id")
     try:
         blindrsa.verify(pk, token.authenticator_input, token.authenticator, RSA_VARIANT)

@@ -35,6 +35,7 @@ __all__ = [
     "encode_token_key",
     "token_input",
     "token_key_id",
+    "verification_key_id",
 ]
 
 
@@ -106,7 +107,7 @@ class VoprfIssuerKey:
     Persist :attr:`seed` (secret) and :attr:`info`; the same pair rebuilds the same key.
     """
 
-    __slots__ = ("_evaluator", "_public_key", "info", "seed")
+    __slots__ = ("_evaluator", "_public_key", "_token_key_id", "info", "seed")
 
     def __init__(self, seed: bytes, info: bytes = VOPRF_KEY_INFO) -> None:
         seed = _as_bytes(seed, "VOPRF seed")
@@ -120,6 +121,7 @@ class VoprfIssuerKey:
         self.seed = seed
         self.info = info
         self._public_key = self._evaluator.public_key.serialize()
+        self._token_key_id = hashlib.sha256(self._public_key).digest()  # once per key
 
     @classmethod
     def generate(cls) -> VoprfIssuerKey:
@@ -135,7 +137,7 @@ class VoprfIssuerKey:
 
     @property
     def token_key_id(self) -> bytes:
-        return hashlib.sha256(self._public_key).digest()
+        return self._token_key_id
 
     def blind_evaluate(self, blinded_msg: bytes) -> tuple[bytes, bytes]:
         blinded = _load_element(blinded_msg, "TokenRequest.blinded_msg")
@@ -174,6 +176,37 @@ def encode_token_key(token_type: int, public_key: IssuerPublicKey) -> bytes:
 def token_key_id(token_type: int, public_key: IssuerPublicKey) -> bytes:
     """RFC 9578 token_key_id: SHA-256 of :func:`encode_token_key`."""
     return hashlib.sha256(encode_token_key(token_type, public_key)).digest()
+
+
+_RSA_KEY_IDS: dict[int, tuple[rsa.RSAPublicKey, bytes]] = {}
+_RSA_KEY_IDS_MAX = 64
+
+
+def verification_key_id(token_type: int, key: VerificationKey) -> bytes:
+    """The token_key_id of a verification key, computed once per key object.
+
+    :class:`VoprfIssuerKey` keeps its own; an RSA public key's id (SHA-256 of its
+    RFC 9578 SPKI) is cached by object identity (the cache holds the key, so an id is
+    never reused while cached; public keys only, at most 64). Any other
+    :class:`VoprfEvaluator` is hashed on each call.
+    """
+    token_type = _check_supported(token_type, "token key")
+    if token_type == TOKEN_TYPE_VOPRF:
+        if isinstance(key, VoprfIssuerKey):
+            return key.token_key_id
+        if not isinstance(key, VoprfEvaluator):
+            raise PrivacyPassError("key for a type 0x0001 token must be a VOPRF issuer key")
+        return hashlib.sha256(key.public_key).digest()
+    cached = _RSA_KEY_IDS.get(id(key))
+    if cached is not None and cached[0] is key:
+        return cached[1]
+    pk = _rsa_public_key(key)
+    key_id = hashlib.sha256(blindrsa.pss_spki(pk)).digest()
+    if pk is key:
+        if len(_RSA_KEY_IDS) >= _RSA_KEY_IDS_MAX:
+            _RSA_KEY_IDS.clear()  # a few rotations' worth: start over
+        _RSA_KEY_IDS[id(pk)] = (pk, key_id)
+    return key_id
 
 
 def token_input(token_type: int, nonce: bytes, challenge_digest: bytes, key_id: bytes) -> bytes:

@@ -1,0 +1,134 @@
+"""Read deadlines for every service's connections (slowloris): uvicorn's protocol with a
+timer per connection.
+
+uvicorn (0.54) bounds only the idle time between kept-alive requests
+(``timeout_keep_alive``); a connection that sends part of its request headers, or stops in
+the middle of a body, is held open for ever. :func:`guarded_protocol` makes a subclass of
+uvicorn's httptools protocol that closes such a connection:
+
+- headers: a request's headers must be complete within ``header_timeout`` seconds of the
+  connection's start (first request) or of the request's first byte (later requests on a
+  kept-alive connection). A connection that says nothing at all is closed the same way.
+  When no answer is being written on the connection, it gets ``408 Request Timeout``
+  first.
+- body: once the headers are in, each read of the body must bring data within
+  ``body_timeout`` seconds of the last (an inactivity bound: the body size is capped by
+  each service).
+
+Time while the server itself has paused reading (its buffer is full, or pipelined requests
+wait their turn) does not count against the client.
+
+One timer handle per connection, moved by a deadline field rather than re-created on each
+read. Nothing is logged but the fact of a close (content-free).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+log = logging.getLogger("privproc.connections")
+
+_IDLE = 0
+_HEADERS = 1
+_BODY = 2
+
+_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: 16\r\nconnection: close\r\n\r\nrequest too slow")
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header and body read deadlines (see the module)."""
+
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._phase = _IDLE
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- the timer ---------------------------------------------------------------------
+
+    def _arm(self, phase: int, timeout: float) -> None:
+        self._phase = phase
+        self._deadline = self.loop.time() + timeout
+        if self._timer is not None and self._timer.when() > self._deadline:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._expired)
+        # A timer that fires before a later deadline re-arms itself (see _expired).
+
+    def _disarm(self) -> None:
+        self._phase = _IDLE
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._phase == _IDLE or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self.flow.read_paused:
+            # The server stopped reading (its buffer is full, or pipelined requests wait):
+            # not the client's delay.
+            self._deadline = now + (self.body_timeout if self._phase == _BODY
+                                    else self.header_timeout)
+        if now < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._expired)
+            return
+        if self._phase == _HEADERS:
+            log.info("connection closed: request headers incomplete after %.1fs",
+                     self.header_timeout)
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.write(_TIMEOUT_408)
+        else:
+            log.info("connection closed: request body stalled for %.1fs", self.body_timeout)
+        self._phase = _IDLE
+        self.transport.close()
+
+    # -- uvicorn's callbacks -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(_HEADERS, self.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._phase != _HEADERS:  # a later request on a kept-alive connection
+            self._arm(_HEADERS, self.header_timeout)
+
+    def on_headers_complete(self) -> None:
+        self._arm(_BODY, self.body_timeout)
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._deadline = self.loop.time() + self.body_timeout
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+
+def guarded_protocol(header_timeout: float, body_timeout: float
+                     ) -> type[GuardedHttpToolsProtocol]:
+    """A protocol class (uvicorn's ``http=``) with these deadlines, in seconds."""
+    if not header_timeout > 0 or not body_timeout > 0:
+        raise ValueError("read timeouts must be > 0 seconds")
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
+                {"header_timeout": float(header_timeout),
+                 "body_timeout": float(body_timeout)})

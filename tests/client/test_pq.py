@@ -1,0 +1,123 @@
+"""Post-quantum by default on the client side: the hybrid KEM is preferred wherever a
+choice is offered, and ``require_pq = true`` refuses classical-only gateways and nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from privproc.client import transparency
+from privproc.client.errors import (
+    ClassicalKeyRefusedError,
+    KeyConfigFetchError,
+    MeasurementNotLoggedError,
+    NodeKeyNotPostQuantumError,
+    NodeVerificationError,
+)
+from privproc.client.ohttp import pick_config
+from privproc.client.transparency import pick_gateway_key, verify_key_bundle
+from privproc.client.trust import TrustConfigError, load_trust
+from privproc.wire import hpke, ohttp
+
+from .test_transparency import GATEWAY, NOW, Log, key, trust
+from .test_trust import good, keys, write
+
+__all__ = ["keys"]  # the fixture, imported for its use below
+
+HYBRID = hpke.KEM_MLKEM768_X25519
+
+
+def config(key_id: int, kem: int) -> ohttp.KeyConfig:
+    return ohttp.GatewayKey.create(key_id, hpke.KeyPair.generate(kem_id=kem)).config
+
+
+def with_pq(require: bool) -> Any:
+    base = trust(max_keys=3)
+    return type(base)(**{**base.__dict__, "require_pq": require})
+
+
+def test_the_trust_file_reads_require_pq(tmp_path: Path, keys: dict[str, str]) -> None:
+    assert load_trust(write(tmp_path, good(keys))).require_pq is False
+    text = good(keys, service='relay = "http://127.0.0.1:1/"\nrequire_pq = true')
+    assert load_trust(write(tmp_path, text)).require_pq is True
+    text = good(keys, service='relay = "http://127.0.0.1:1/"\nrequire_pq = "yes"')
+    with pytest.raises(TrustConfigError, match="require_pq must be true or false, got 'yes'"):
+        load_trust(write(tmp_path, text))
+
+
+def test_the_client_prefers_the_logged_hybrid_key(tmp_path: Path) -> None:
+    log = Log(tmp_path / "log.db")
+    hybrid, classic = config(1, HYBRID), config(2, hpke.KEM_X25519_SHA256)
+    # the classical key is newer: the hybrid one is still preferred
+    idx = log.add(key("ohttp-gateway", GATEWAY, hybrid.encode(), NOW - 200),
+                  key("ohttp-gateway", GATEWAY, classic.encode(), NOW - 100))
+    view = log.view()
+    found = verify_key_bundle(log.bundle(idx).encode(), with_pq(False), view, NOW)
+    assert [k.config.kem_id for k in found.gateway] == [hpke.KEM_X25519_SHA256, HYBRID]
+    assert pick_gateway_key(found, with_pq(False), view, NOW).config == hybrid
+    assert pick_gateway_key(found, with_pq(True), view, NOW).config == hybrid
+
+
+def test_require_pq_refuses_a_classical_only_gateway(tmp_path: Path) -> None:
+    log = Log(tmp_path / "log.db")
+    classic = config(4, hpke.KEM_X25519_SHA256)
+    idx = log.add(key("ohttp-gateway", GATEWAY, classic.encode()))
+    view = log.view()
+    found = verify_key_bundle(log.bundle(idx).encode(), with_pq(True), view, NOW)
+    assert pick_gateway_key(found, with_pq(False), view, NOW).config == classic
+    with pytest.raises(ClassicalKeyRefusedError,
+                       match=r"require_pq = true, but every valid OHTTP key of 'gateway.test' "
+                             r"is classical \(key_id 4 X25519\); expected a post-quantum KEM "
+                             r"\(MLKEM768-X25519, 0x647a\)"):
+        pick_gateway_key(found, with_pq(True), view, NOW)
+
+
+def test_pick_config_prefers_the_hybrid_and_can_require_it() -> None:
+    classic, hybrid = config(1, hpke.KEM_X25519_SHA256), config(2, HYBRID)
+    assert pick_config(ohttp.encode_key_configs([classic, hybrid])) == hybrid
+    assert pick_config(ohttp.encode_key_configs([classic])) == classic
+    assert pick_config(ohttp.encode_key_configs([classic, hybrid]), require_pq=True) == hybrid
+    with pytest.raises(ClassicalKeyRefusedError, match=r"only classical keys \(key_id 1 X25519\)"):
+        pick_config(ohttp.encode_key_configs([classic]), require_pq=True)
+    with pytest.raises(KeyConfigFetchError):
+        pick_config(b"\x00")
+
+
+def test_require_pq_refuses_a_node_with_a_classical_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    def claims_for(kem: int) -> Any:
+        cfg = config(3, kem).encode()
+        return lambda *a, **k: SimpleNamespace(node_id="n1", key_config=cfg,
+                                               measurement=bytes(48))
+
+    def verify(kem: int, require: bool) -> None:
+        monkeypatch.setattr(transparency, "verify_bundle", claims_for(kem))
+        transparency.verify_node_evidence("n1", b"bundle", {}, trust=with_pq(require),
+                                          view=None, now=NOW)  # type: ignore[arg-type]
+
+    with pytest.raises(NodeKeyNotPostQuantumError,
+                       match=r"n1: the trust file says require_pq = true, but the node's "
+                             r"attested key 3 uses X25519 \(0x0020\)") as info:
+        verify(hpke.KEM_X25519_SHA256, True)
+    assert isinstance(info.value, NodeVerificationError)
+    assert isinstance(info.value, ClassicalKeyRefusedError)
+    # the key check passes: the next check (the release) is the one that fails here
+    with pytest.raises(MeasurementNotLoggedError):
+        verify(HYBRID, True)
+    with pytest.raises(MeasurementNotLoggedError):
+        verify(hpke.KEM_X25519_SHA256, False)
+
+
+def test_the_sdk_picks_among_nodes_with_a_hybrid_key_first() -> None:
+    from privproc.client.sdk import PrivateProcessingClient
+
+    def node(name: str, kem: int) -> Any:
+        return SimpleNamespace(node_id=name, key_config=config(1, kem))
+
+    hybrid = [node("h1", HYBRID), node("h2", HYBRID)]
+    classic = [node("c1", hpke.KEM_X25519_SHA256), node("c2", hpke.KEM_X25519_SHA256)]
+    picked = {PrivateProcessingClient._pick(classic + hybrid).node_id for _ in range(60)}
+    assert picked == {"h1", "h2"}  # still random among them
+    assert {PrivateProcessingClient._pick(classic).node_id for _ in range(60)} == {"c1", "c2"}

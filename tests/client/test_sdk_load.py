@@ -1,0 +1,322 @@
+"""The SDK under load, with fake nodes behind a fake relay: busy nodes stay verified and
+the call moves on with a bounded, jittered backoff; nodes are chosen uniformly at random;
+a node that does not answer within ``per_node_timeout`` is hedged; the directory refresh
+spreads load over every node it lists. Injected clock, sleep and waits: no real waits."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import threading
+from collections import Counter
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from privproc.client.errors import (
+    NodeBusyError,
+    RelayRefusedError,
+    RelayUnreachableError,
+    TransportError,
+)
+from privproc.client.sdk import (
+    MAX_BACKOFF,
+    UNAVAILABLE_RETRY_SECONDS,
+    NodeList,
+    PrivateProcessingClient,
+)
+from privproc.client.transparency import VerifiedNode
+from privproc.wire import bhttp, hpke, inner, ohttp
+
+from .test_transparency import NOW, trust
+
+CHAT = [{"sender": "Ana", "time": "2026-01-01T10:00", "text": "lunch at noon?"}]
+
+
+class FakeNode:
+    def __init__(self, node_id: str, key_id: int, behaviour: str = "ok") -> None:
+        self.node_id = node_id
+        self.key = ohttp.GatewayKey.create(key_id, hpke.KeyPair.generate())
+        self.behaviour = behaviour  # "ok", "busy", "hang", "broken"
+        self.verified = cast(VerifiedNode, SimpleNamespace(
+            node_id=node_id, key_config=self.key.config, evidence=node_id.encode(),
+            claims=SimpleNamespace(expiry=NOW + 3600, measurement=b"m"),
+            release=SimpleNamespace(index=0),
+            expiry=NOW + 3600, measurement=b"m"))
+
+    def answer(self, sealed: bytes) -> bhttp.Response:
+        if self.behaviour == "busy":
+            return bhttp.Response(status=503, headers=(bhttp.Field(b"retry-after", b"1"),),
+                                  content=b"")
+        if self.behaviour == "broken":
+            return bhttp.Response(status=502, headers=(), content=b"")
+        plain, ctx = ohttp.GatewayKeys([self.key]).decapsulate_request(
+            sealed, request_label=inner.REQUEST_LABEL, response_label=inner.RESPONSE_LABEL)
+        request = inner.InnerRequest.decode(plain)
+        body = inner.InnerResponse(inner.Status.OK, {"result": [self.node_id],
+                                                     "nonce": request.nonce.hex()}).encode()
+        return bhttp.Response(status=200, headers=(), content=ctx.encapsulate_response(body))
+
+
+class FakeRelay:
+    """Routes ``/v1/nodes/ID/process`` to fake nodes; records what was sent, one token
+    per request."""
+
+    def __init__(self, nodes: list[FakeNode]) -> None:
+        self.nodes = {n.node_id: n for n in nodes}
+        self.sent: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+
+    def request(self, method: str, path: str, *, headers: Any = (), content: bytes = b"",
+                spent: list[Any] | None = None, timeout: float | None = None
+                ) -> bhttp.Response:
+        node_id = path.split("/")[3]
+        with self.lock:
+            self.sent.append((node_id, content))
+        if spent is not None:
+            spent.append(object())  # one token per request
+        return self.nodes[node_id].answer(content)
+
+
+class Time:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def client_for(nodes: list[FakeNode], **kwargs: Any
+               ) -> tuple[PrivateProcessingClient, FakeRelay, Time]:
+    client = PrivateProcessingClient(trust(), clock=lambda: NOW, **kwargs)
+    relay = FakeRelay(nodes)
+    clock = Time()
+    client.ohttp = cast(Any, relay)
+    client.view = cast(Any, SimpleNamespace(revocation=lambda m: None))
+    client._gateway_key = lambda: cast(Any, None)  # type: ignore[method-assign]
+    client._receipt = lambda node, gateway, spent: cast(Any, node.node_id)  # type: ignore[method-assign]
+    client._verified = {n.node_id: n.verified for n in nodes}
+    client._monotonic = clock.monotonic
+    client._sleep = clock.sleep
+    hung = {n.node_id for n in nodes if n.behaviour == "hang"}
+
+    def spawn(node_id: str, send: Any) -> concurrent.futures.Future[Any]:
+        # Runs at once; a hung node's answer never comes (its token is spent all the same).
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        result = send()
+        if node_id not in hung:
+            future.set_result(result)
+        return future
+
+    def wait_any(futures: set[concurrent.futures.Future[Any]], timeout: float
+                 ) -> set[concurrent.futures.Future[Any]]:
+        done = {f for f in futures if f.done()}
+        if not done:
+            clock.now += timeout  # the wait ran out
+        return done
+
+    client._spawn = spawn  # type: ignore[method-assign]
+    client._wait_any = wait_any
+    return client, relay, clock
+
+
+def test_a_busy_node_stays_verified_and_another_answers() -> None:
+    busy, fine = FakeNode("busy", 1, "busy"), FakeNode("fine", 2)
+    client, _relay, clock = client_for([busy, fine])
+    for _ in range(20):
+        assert client.summarize(CHAT).output == ["fine"]
+    assert set(client._verified) == {"busy", "fine"}  # 503 is not a failure
+    assert not clock.slept  # another node was free: no backoff
+
+
+def test_all_busy_backs_off_with_jitter_within_the_budget_then_gives_up() -> None:
+    nodes = [FakeNode("a", 1, "busy"), FakeNode("b", 2, "busy")]
+    client, relay, clock = client_for(nodes, timeout=3.0)
+    with pytest.raises((NodeBusyError, TransportError)):
+        client.summarize(CHAT)
+    assert clock.slept and all(0 < s <= MAX_BACKOFF for s in clock.slept)
+    assert sum(clock.slept) <= 3.0  # never past the call's budget
+    assert set(client._verified) == {"a", "b"}
+    assert len({content for _, content in relay.sent}) == len(relay.sent)
+
+
+def test_busy_then_free_succeeds_after_a_backoff() -> None:
+    nodes = [FakeNode("a", 1, "busy"), FakeNode("b", 2, "busy")]
+    client, _relay, clock = client_for(nodes)
+    original = clock.sleep
+
+    def sleep_and_free(seconds: float) -> None:
+        original(seconds)
+        nodes[1].behaviour = "ok"
+
+    client._sleep = sleep_and_free
+    assert client.summarize(CHAT).output == ["b"]
+    assert len(clock.slept) == 1 and 0.25 <= clock.slept[0] <= MAX_BACKOFF
+
+
+def test_nodes_are_chosen_uniformly_at_random_not_sticky() -> None:
+    nodes = [FakeNode("a", 1), FakeNode("b", 2)]
+    client, relay, _ = client_for(nodes)
+    for _ in range(400):
+        client.summarize(CHAT)
+    share = Counter(node_id for node_id, _ in relay.sent)
+    assert 140 <= share["a"] <= 260 and share["a"] + share["b"] == 400
+
+
+def test_a_hung_node_is_hedged_after_the_per_node_timeout() -> None:
+    hung, fine = FakeNode("hung", 1, "hang"), FakeNode("fine", 2)
+    client, relay, clock = client_for([hung, fine], per_node_timeout=2.0, timeout=90.0)
+    outputs = [client.summarize(CHAT).output for _ in range(10)]
+    assert outputs == [["fine"]] * 10
+    hedged = [node_id for node_id, _ in relay.sent].count("hung")
+    assert hedged <= 1  # once hedged away from, the hung node is avoided
+    assert len(relay.sent) == 10 + hedged  # each hedge is one more request (one token)
+    assert clock.now == pytest.approx(2.0 * hedged)  # moved on after 2 s
+    assert len({content for _, content in relay.sent}) == len(relay.sent)  # never resent
+
+
+def test_the_first_call_to_a_hung_node_is_hedged_and_its_answer_clears_the_mark() -> None:
+    hung, fine = FakeNode("hung", 1, "hang"), FakeNode("fine", 2)
+    client, relay, clock = client_for([hung, fine], per_node_timeout=2.0)
+    client._choose = lambda choices: next(  # type: ignore[method-assign]
+        (n for n in choices if n.node_id == "hung"), choices[0])
+    assert client.summarize(CHAT).output == ["fine"]
+    assert [node_id for node_id, _ in relay.sent] == ["hung", "fine"]
+    assert clock.now == pytest.approx(2.0) and "hung" in client._slow
+    late: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    late.set_result(bhttp.Response(status=200, headers=(), content=b""))
+    client._answered("hung", late)  # the node answered after all: no longer avoided
+    assert "hung" not in client._slow
+
+
+def test_a_call_whose_nodes_all_hang_ends_at_its_budget() -> None:
+    nodes = [FakeNode("a", 1, "hang"), FakeNode("b", 2, "hang")]
+    client, relay, clock = client_for(nodes, per_node_timeout=2.0, timeout=10.0)
+    with pytest.raises(TransportError):
+        client.summarize(CHAT)
+    assert clock.now == pytest.approx(10.0)
+    assert len(relay.sent) == 2  # one attempt and one hedge, no more
+
+
+def test_a_broken_node_is_dropped_and_the_call_moves_on() -> None:
+    broken, fine = FakeNode("broken", 1, "broken"), FakeNode("fine", 2)
+    client, _relay, _ = client_for([broken, fine])
+    for _ in range(10):
+        assert client.summarize(CHAT).output == ["fine"]
+    assert set(client._verified) == {"fine"}
+
+
+def test_the_directory_refresh_spreads_load_and_drops_unlisted_nodes() -> None:
+    a, b = FakeNode("a", 1), FakeNode("b", 2)
+    client, relay, _ = client_for([a, b])
+    client._verified = {"a": a.verified}  # b was not listed when the client last looked
+    offered = {"a": a, "b": b}
+    client.candidates = lambda: NodeList(  # type: ignore[method-assign]
+        [(n, n.encode()) for n in offered], {})
+    client.verify_node = (  # type: ignore[method-assign]
+        lambda node_id, bundle, releases=None: offered[node_id].verified)
+    client._refresh_nodes()
+    assert set(client._verified) == {"a", "b"}  # a node that came back takes load again
+    for _ in range(100):
+        client.summarize(CHAT)
+    share = Counter(node_id for node_id, _ in relay.sent)
+    assert share["a"] > 20 and share["b"] > 20
+    del offered["a"]
+    client._refresh_nodes()
+    assert set(client._verified) == {"b"}
+
+
+def test_the_background_runs_each_job_on_its_own_jittered_schedule() -> None:
+    client, _, clock = client_for([FakeNode("a", 1)])
+    client.tokens = cast(Any, object())  # a wallet: the token check is scheduled
+    ran: list[tuple[str, float]] = []
+    client.refresh = lambda tokens=True: ran.append(("refresh", clock.now))  # type: ignore[method-assign,misc]
+    client._refresh_nodes = lambda: ran.append(("nodes", clock.now))  # type: ignore[method-assign]
+    client._refill_tokens = lambda: ran.append(("tokens", clock.now))  # type: ignore[method-assign]
+
+    class Stop:
+        """Each wait moves the fake clock; the loop stops after 10 simulated minutes."""
+
+        def wait(self, timeout: float) -> bool:
+            clock.now += timeout
+            return clock.now > 600
+
+    client._stop = cast(Any, Stop())
+    client._background(300.0, 0.5)
+    count = Counter(name for name, _ in ran)
+    assert 1 <= count["refresh"] <= 5  # every 150 to 450 s (the first sooner)
+    assert 6 <= count["nodes"] <= 20  # every 30 to 90 s
+    assert 70 <= count["tokens"] <= 250  # every 2.5 to 7.5 s: a local look
+    tokens = [t for name, t in ran if name == "tokens"]
+    gaps = [b - a for a, b in itertools.pairwise(tokens)]
+    assert all(2.5 <= g <= 7.5 for g in gaps) and len(set(gaps)) > 1  # jittered
+
+
+class FlakyRelay(FakeRelay):
+    """Down (``error``) for the first ``failures`` requests, then a working relay."""
+
+    def __init__(self, nodes: list[FakeNode], failures: int, error: Exception) -> None:
+        super().__init__(nodes)
+        self.failures = failures
+        self.error = error
+
+    def request(self, method: str, path: str, **kwargs: Any) -> bhttp.Response:
+        if self.failures > 0:
+            self.failures -= 1
+            raise self.error
+        return super().request(method, path, **kwargs)
+
+
+def _flaky_client(failures: int, error: Exception
+                  ) -> tuple[PrivateProcessingClient, FlakyRelay, Time]:
+    node = FakeNode("n1", 1)
+    client, _, clock = client_for([node])
+    relay = FlakyRelay([node], failures, error)
+    client.ohttp = cast(Any, relay)
+
+    def spawn(node_id: str, send: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(send())
+        except Exception as exc:  # noqa: BLE001 - the attempt's failure, as a thread's
+            future.set_exception(exc)
+        return future
+
+    client._spawn = spawn  # type: ignore[method-assign]
+    return client, relay, clock
+
+
+@pytest.mark.parametrize("error", [
+    RelayUnreachableError("cannot reach relay"),
+    RelayRefusedError(502, "gateway unreachable"),
+    RelayRefusedError(503, "busy"),
+])
+def test_a_restarting_relay_or_gateway_is_waited_for(error: Exception) -> None:
+    client, relay, clock = _flaky_client(3, error)
+    assert relay.failures == 3
+    result = client.summarize(CHAT, 1)
+    assert result.output == ["n1"] and relay.failures == 0
+    assert len(clock.slept) == 3 and all(0 < s <= MAX_BACKOFF for s in clock.slept)
+    assert clock.slept[2] > clock.slept[0] / 2  # doubling (jittered within 0.5..1)
+    assert client._verified  # the node was not blamed
+
+
+def test_an_unavailable_relay_is_given_up_on_after_the_window() -> None:
+    client, relay, clock = _flaky_client(10_000, RelayUnreachableError("cannot reach relay"))
+    with pytest.raises(RelayUnreachableError):
+        client.summarize(CHAT, 1)
+    assert clock.now <= UNAVAILABLE_RETRY_SECONDS
+    assert relay.failures > 10_000 - 40  # bounded number of attempts (tokens)
+
+
+def test_a_refusal_is_not_retried() -> None:
+    client, relay, clock = _flaky_client(1, RelayRefusedError(401, "token refused"))
+    with pytest.raises(RelayRefusedError):
+        client.summarize(CHAT, 1)
+    assert clock.slept == [] and relay.failures == 0
