@@ -8,7 +8,12 @@ import threading
 import pytest
 
 from privproc.client.errors import KeyNotLoggedError
-from privproc.client.tokens import TokenWallet
+from privproc.client.tokens import (
+    UNREACHABLE_RETRY_SECONDS,
+    IssuerRefusedError,
+    IssuerUnreachableError,
+    TokenWallet,
+)
 from privproc.issuer import keystore
 from privproc.wire import privacypass as pp
 
@@ -102,3 +107,53 @@ def test_an_empty_wallet_fetches_once_for_many_threads_and_says_so(
     assert len({t.nonce for t in tokens}) == 8
     assert wallet.requests == 10  # one batch, not one per thread
     assert len(told) == 1 and "link this request" in told[0]
+
+
+class RestartingIssuerWallet(FakeIssuerWallet):
+    """An issuer that cannot be reached for its first ``down`` exchanges; virtual time."""
+
+    def __init__(self, keys: list[keystore.IssuerKey], down: int, **kwargs: object) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+        super().__init__(keys, monotonic=lambda: self.now, sleep=self._advance, **kwargs)
+        self.down = down
+
+    def _advance(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def directory(self) -> pp.IssuerDirectory:
+        if self.down > 0:
+            self.down -= 1
+            raise IssuerUnreachableError("cannot reach the issuer")
+        return super().directory()
+
+
+def test_an_unreachable_issuer_is_asked_again_while_requests_wait(
+        two_keys: list[keystore.IssuerKey]) -> None:
+    wallet = RestartingIssuerWallet(two_keys, down=4, batch=3)
+    token = wallet.take(CHALLENGE)  # the refill waits out the restart
+    assert token is not None and wallet.unspent(CHALLENGE) == 2
+    assert len(wallet.slept) == 4 and all(0 < s <= 2.0 for s in wallet.slept)
+
+
+def test_an_issuer_down_for_long_fails_the_request(two_keys: list[keystore.IssuerKey]) -> None:
+    wallet = RestartingIssuerWallet(two_keys, down=10_000, batch=3)
+    with pytest.raises(IssuerUnreachableError):
+        wallet.take(CHALLENGE)
+    assert wallet.now <= UNREACHABLE_RETRY_SECONDS and wallet.requests == 0
+    assert wallet.down > 10_000 - 40
+
+
+def test_a_refusing_issuer_is_not_asked_again(two_keys: list[keystore.IssuerKey]) -> None:
+    wallet = FakeIssuerWallet(two_keys, batch=3)
+
+    def refuse(url: str, data: bytes | None = None,
+               headers: dict[str, str] | None = None) -> bytes:
+        wallet.requests += 1
+        raise IssuerRefusedError(401, "account token refused")
+
+    wallet._http = refuse  # type: ignore[method-assign]
+    with pytest.raises(IssuerRefusedError):
+        wallet.take(CHALLENGE)
+    assert wallet.requests == 1

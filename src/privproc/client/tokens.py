@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import threading
 import time
 import urllib.error
@@ -57,6 +58,10 @@ class IssuerRefusedError(TokenError):
         self.status = status
 
 
+class IssuerUnreachableError(TokenError):
+    """No connection to the issuer could be made (it, or the network, is down)."""
+
+
 class QuotaExceededError(TokenError):
     """The issuer refused: the account's quota is used up (see ``retry_after``)."""
 
@@ -64,6 +69,10 @@ class QuotaExceededError(TokenError):
         super().__init__(f"token quota exceeded; retry after {retry_after} s")
         self.retry_after = retry_after
 
+
+# An issuer that cannot be reached (restarting, say) is asked again, jittered and doubling
+# from 0.25 s to 2 s, for at most this long; requests waiting for the refill keep waiting.
+UNREACHABLE_RETRY_SECONDS = 15.0
 
 # Called with (token type, token key) before the wallet asks for tokens under that key;
 # raises to refuse the key.
@@ -84,6 +93,9 @@ class TokenWallet:
         clock: Callable[[], float] = time.time,
         key_check: KeyCheck | None = None,
         on_fetch: Callable[[str], None] | None = None,
+        unreachable_retry: float = UNREACHABLE_RETRY_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
@@ -97,6 +109,9 @@ class TokenWallet:
         self.key_check = key_check
         self.on_fetch = on_fetch
         self._clock = clock
+        self.unreachable_retry = unreachable_retry
+        self._monotonic = monotonic
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # tokens added, or a refill ended
         self._fetching = False  # a refill is under way (single flight)
@@ -146,7 +161,7 @@ class TokenWallet:
             detail = exc.read()[:200].decode(errors="replace")
             raise IssuerRefusedError(exc.code, detail) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise TokenError(f"cannot reach the issuer at {url}: {exc}") from None
+            raise IssuerUnreachableError(f"cannot reach the issuer at {url}: {exc}") from None
 
     def directory(self) -> pp.IssuerDirectory:
         """The issuer's directory (and, kept aside, the batch endpoint it advertises)."""
@@ -209,7 +224,7 @@ class TokenWallet:
                     ) -> int:
         """Fetch with ``_fetching`` set; clear it, record a failure and wake the waiters."""
         try:
-            added = self._fetch(challenge, count)
+            added = self._fetch_retrying(challenge, count)
         except BaseException as exc:
             with self._changed:
                 self._refills += 1
@@ -222,6 +237,22 @@ class TokenWallet:
             self._fetching = False
             self._changed.notify_all()
         return added
+
+    def _fetch_retrying(self, challenge: pp.TokenChallenge,
+                        count: int | Callable[[], int]) -> int:
+        """:meth:`_fetch`, asked again while the issuer cannot be reached (for at most
+        ``unreachable_retry`` seconds)."""
+        give_up = self._monotonic() + self.unreachable_retry
+        delay = 0.25
+        while True:
+            try:
+                return self._fetch(challenge, count)
+            except IssuerUnreachableError:
+                wait = delay * random.uniform(0.5, 1.0)
+                if self._monotonic() + wait >= give_up:
+                    raise
+                self._sleep(wait)
+                delay = min(delay * 2, 2.0)
 
     def _fetch(self, challenge: pp.TokenChallenge, count: int | Callable[[], int]) -> int:
         """Fetch ``count`` tokens (a callable: read once the directory is known, so a
