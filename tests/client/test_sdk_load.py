@@ -16,6 +16,7 @@ import pytest
 
 from privproc.client.errors import (
     NodeBusyError,
+    NoVerifiedNodeError,
     RelayRefusedError,
     RelayUnreachableError,
     TransportError,
@@ -320,3 +321,34 @@ def test_a_refusal_is_not_retried() -> None:
     with pytest.raises(RelayRefusedError):
         client.summarize(CHAT, 1)
     assert clock.slept == [] and relay.failures == 0
+
+
+def test_an_empty_directory_after_a_gateway_restart_is_asked_again() -> None:
+    node = FakeNode("n1", 1)
+    client, _, clock = client_for([node])
+    client._verified = {}
+    empty = [2]
+
+    def verified_nodes() -> list[VerifiedNode]:
+        if empty[0] > 0:  # the gateway restarted: its nodes have not renewed yet
+            empty[0] -= 1
+            raise NoVerifiedNodeError({})
+        client._verified = {node.node_id: node.verified}
+        return [node.verified]
+
+    client.verified_nodes = verified_nodes  # type: ignore[method-assign]
+    assert client.summarize(CHAT, 1).output == ["n1"]
+    assert len(clock.slept) == 2 and empty == [0]
+
+
+def test_a_directory_of_refused_nodes_is_final() -> None:
+    client, _, clock = client_for([FakeNode("n1", 1)])
+    client._verified = {}
+
+    def verified_nodes() -> list[VerifiedNode]:
+        raise NoVerifiedNodeError({"n1": "measurement not logged"})
+
+    client.verified_nodes = verified_nodes  # type: ignore[method-assign]
+    with pytest.raises(NoVerifiedNodeError):
+        client.summarize(CHAT, 1)
+    assert clock.slept == []

@@ -742,7 +742,20 @@ class PrivateProcessingClient:
             if left <= 0:
                 raise TransportError(
                     f"no node answered within the call's {self.timeout:.0f} s") from last
-            untried = [n for n in self._nodes() if n.node_id not in tried]
+            try:
+                nodes = self._nodes()
+            except NoVerifiedNodeError as exc:
+                # A directory that offers no node at all: a gateway that has just
+                # restarted lists its nodes again as they renew their registrations.
+                wait = min(backoff * _random.uniform(0.5, 1.0), left)
+                if (exc.reasons or flying
+                        or self._monotonic() + wait >= unavailable_until):
+                    raise
+                self.progress(f"{exc}; asking again in {wait:.1f} s")
+                self._sleep(wait)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            untried = [n for n in nodes if n.node_id not in tried]
             if not flying:
                 if failures >= 2 or busy > MAX_BUSY_RETRIES:
                     break
