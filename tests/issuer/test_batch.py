@@ -23,29 +23,15 @@ from privproc.issuer.quota import SqliteQuota
 from privproc.wire import privacypass as pp
 from privproc.wire.privacypass import batch as ppbatch
 
+from ..node import asgi
+
 NOW = 1_800_000_000
 CHALLENGE = pp.TokenChallenge(pp.TOKEN_TYPE_BLIND_RSA, "issuer.test", b"", ["origin.test"])
 
 
 async def call(app: Any, method: str, path: str, body: bytes = b"",
                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    sent: list[dict[str, Any]] = []
-    chunks = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
-             "query_string": b"", "headers": raw, "http_version": "1.1", "scheme": "http",
-             "server": ("t", 80), "client": ("c", 1), "root_path": ""}
-    await app(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, out
+    return await asgi.call(app, body, method=method, path=path, headers=headers or {})
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,10 @@ from privproc.wire import inner
 
 
 async def call(app: Any, body: bytes = b"", *, method: str = "POST", path: str = "/process",
-               query: bytes = b"", content_type: str = inner.MEDIA_TYPE_REQUEST
-               ) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP request through the app; (status, headers, body)."""
+               query: bytes = b"", content_type: str = inner.MEDIA_TYPE_REQUEST,
+               headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request through the app; (status, headers, body). ``headers`` replaces
+    the default (a Content-Type of ``content_type``)."""
     sent: list[dict[str, Any]] = []
     chunks = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -24,14 +25,17 @@ async def call(app: Any, body: bytes = b"", *, method: str = "POST", path: str =
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
-             "query_string": query, "headers": [(b"content-type", content_type.encode())],
+             "query_string": query,
+             "headers": ([(k.lower().encode(), v.encode()) for k, v in headers.items()]
+                         if headers is not None
+                         else [(b"content-type", content_type.encode())]),
              "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1),
              "root_path": ""}
     await app(scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body_out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    headers = {k.decode(): v.decode() for k, v in start["headers"]}
-    return start["status"], headers, body_out
+    answered = {k.decode(): v.decode() for k, v in start["headers"]}
+    return start["status"], answered, body_out
 
 
 @asynccontextmanager

@@ -107,6 +107,13 @@ async def keep_keys_logged(config: IssuerConfig, logging_: KeyLogging) -> None:
                 logging_.interval, 2.0))
 
 
+
+def _wrong_type(request: Request, expected: str) -> Response | None:
+    """A 415 answer unless the request's Content-Type is ``expected``."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != expected:
+        return problem(415, f"content type must be {expected}")
+    return None
+
 def create_app(config: IssuerConfig) -> Starlette:
     keystore.load_or_create(config.state_dir, int(config.clock()), config.key_lifetime)
     keys = keystore.KeyFileCache(config.state_dir)
@@ -161,10 +168,8 @@ def create_app(config: IssuerConfig) -> Starlette:
         account = account_of(request, now)
         if isinstance(account, Response):
             return account
-        if request.headers.get("content-type", "").split(";")[0].strip() != (
-            pp.MEDIA_TYPE_TOKEN_REQUEST
-        ):
-            return problem(415, f"content type must be {pp.MEDIA_TYPE_TOKEN_REQUEST}")
+        if (wrong := _wrong_type(request, pp.MEDIA_TYPE_TOKEN_REQUEST)) is not None:
+            return wrong
         try:
             token_request = pp.TokenRequest.decode(await read_body(request, 4096))
         except BodyTooLarge:
@@ -187,10 +192,8 @@ def create_app(config: IssuerConfig) -> Starlette:
         account = account_of(request, now)
         if isinstance(account, Response):
             return account
-        if request.headers.get("content-type", "").split(";")[0].strip() != (
-            ppbatch.MEDIA_TYPE_BATCH_REQUEST
-        ):
-            return problem(415, f"content type must be {ppbatch.MEDIA_TYPE_BATCH_REQUEST}")
+        if (wrong := _wrong_type(request, ppbatch.MEDIA_TYPE_BATCH_REQUEST)) is not None:
+            return wrong
         limit = ppbatch.max_batch_size(config.batch_max)
         try:
             body = await read_body(request, limit * (2 + ppbatch.MAX_ITEM))
