@@ -188,6 +188,9 @@ def serve(app: Any, listen: Listen | socket.socket, log_level: str = "info",
         loop="uvloop",
         http=guarded_protocol(limits.header_timeout, limits.body_timeout),
         access_log=False,
+        # No X-Forwarded-For/-Proto rewriting: no service takes a client's address from a
+        # header (a relay adds none), and the middleware costs every request.
+        proxy_headers=False,
         log_level=log_level,
         server_header=False,
         date_header=True,
