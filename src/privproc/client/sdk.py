@@ -72,6 +72,7 @@ from privproc.wire import inner, ohttp
 from privproc.wire import privacypass as pp
 from privproc.wire.limits import RequestInputError, check_summary_request, check_write_request
 
+from .backoff import Backoff
 from .errors import (
     ClientError,
     EvidenceRefusedError,
@@ -733,8 +734,7 @@ class PrivateProcessingClient:
         gateway = self._gateway_key()
         tried: set[str] = set()
         failures = busy = 0
-        unavailable_until = self._monotonic() + UNAVAILABLE_RETRY_SECONDS
-        backoff = 0.25
+        restarting = Backoff(self._monotonic(), UNAVAILABLE_RETRY_SECONDS, cap=MAX_BACKOFF)
         last: BaseException | None = None
         flying: dict[concurrent.futures.Future[Any], _Attempt] = {}
         while True:
@@ -747,13 +747,12 @@ class PrivateProcessingClient:
             except NoVerifiedNodeError as exc:
                 # A directory that offers no node at all: a gateway that has just
                 # restarted lists its nodes again as they renew their registrations.
-                wait = min(backoff * _random.uniform(0.5, 1.0), left)
-                if (exc.reasons or flying
-                        or self._monotonic() + wait >= unavailable_until):
+                wait = (None if exc.reasons or flying
+                        else restarting.next_wait(self._monotonic(), left))
+                if wait is None:
                     raise
                 self.progress(f"{exc}; asking again in {wait:.1f} s")
                 self._sleep(wait)
-                backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             untried = [n for n in nodes if n.node_id not in tried]
             if not flying:
@@ -795,18 +794,17 @@ class PrivateProcessingClient:
                     if flying:  # another attempt may still answer
                         last = error
                         continue
-                    wait = min(backoff * _random.uniform(0.5, 1.0),
-                               deadline - self._monotonic())
-                    if (_unavailable(error) and wait > 0
-                            and self._monotonic() + wait < unavailable_until):
-                        # the relay or the gateway is restarting: not the node's fault
-                        last = error
-                        self.progress(f"{error}; trying again in {wait:.1f} s")
-                        self._sleep(wait)
-                        backoff = min(backoff * 2, MAX_BACKOFF)
-                        tried.discard(node.node_id)
-                        continue
-                    raise error
+                    now = self._monotonic()
+                    wait = (restarting.next_wait(now, deadline - now)
+                            if _unavailable(error) else None)
+                    if wait is None:
+                        raise error
+                    # the relay or the gateway is restarting: not the node's fault
+                    last = error
+                    self.progress(f"{error}; trying again in {wait:.1f} s")
+                    self._sleep(wait)
+                    tried.discard(node.node_id)
+                    continue
                 response = future.result()
                 if response.status == 503:  # busy, not broken: the node stays verified
                     busy += 1

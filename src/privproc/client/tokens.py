@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import threading
 import time
 import urllib.error
@@ -43,6 +42,7 @@ from privproc.wire import blindrsa
 from privproc.wire import privacypass as pp
 from privproc.wire.privacypass import batch as ppbatch
 
+from .backoff import Backoff
 from .errors import ClientError
 
 
@@ -70,8 +70,9 @@ class QuotaExceededError(TokenError):
         self.retry_after = retry_after
 
 
-# An issuer that cannot be reached (restarting, say) is asked again, jittered and doubling
-# from 0.25 s to 2 s, for at most this long; requests waiting for the refill keep waiting.
+# An issuer that cannot be reached (restarting, say) is asked again (:class:`.Backoff`:
+# jittered, doubling from 0.25 s to 2 s) for at most this long; requests waiting for the
+# refill keep waiting.
 UNREACHABLE_RETRY_SECONDS = 15.0
 
 # Called with (token type, token key) before the wallet asks for tokens under that key;
@@ -242,17 +243,15 @@ class TokenWallet:
                         count: int | Callable[[], int]) -> int:
         """:meth:`_fetch`, asked again while the issuer cannot be reached (for at most
         ``unreachable_retry`` seconds)."""
-        give_up = self._monotonic() + self.unreachable_retry
-        delay = 0.25
+        restarting = Backoff(self._monotonic(), self.unreachable_retry)
         while True:
             try:
                 return self._fetch(challenge, count)
             except IssuerUnreachableError:
-                wait = delay * random.uniform(0.5, 1.0)
-                if self._monotonic() + wait >= give_up:
+                wait = restarting.next_wait(self._monotonic())
+                if wait is None:
                     raise
                 self._sleep(wait)
-                delay = min(delay * 2, 2.0)
 
     def _fetch(self, challenge: pp.TokenChallenge, count: int | Callable[[], int]) -> int:
         """Fetch ``count`` tokens (a callable: read once the directory is known, so a
