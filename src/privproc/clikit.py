@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from privproc.errors import PrivprocError
 from privproc.service import Limits, Listen
@@ -132,7 +133,7 @@ def add_service_options(parser: argparse.ArgumentParser, *, state: str | None,
                         redis: str | None = None) -> None:
     """``--listen``, ``--state``, ``--log-level``, (where shared stores exist) ``--redis``,
     and the connection limits (``--header-timeout``, ``--body-timeout``,
-    ``--max-connections``: see :func:`service_limits`)."""
+    ``--max-connections``: see :func:`serve`)."""
     parser.add_argument("--listen", type=listen, required=True, metavar="HOST:PORT",
                         help="the address to serve on (port 0: any free port, printed at "
                              "start)")
@@ -159,10 +160,15 @@ def add_service_options(parser: argparse.ArgumentParser, *, state: str | None,
                              "requests are answered 503")
 
 
-def service_limits(args: argparse.Namespace) -> Limits:
-    """The connection limits given by :func:`add_service_options`' options."""
-    return Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
-                  max_connections=args.max_connections)
+def serve(app: Any, args: argparse.Namespace,
+          listen: Listen | socket.socket | None = None) -> None:
+    """Serve ``app`` as :func:`add_service_options`' options say: at ``--listen`` (or an
+    already bound ``listen``), with its log level and connection limits."""
+    from privproc.service import serve as serve_app
+
+    limits = Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                    max_connections=args.max_connections)
+    serve_app(app, args.listen if listen is None else listen, args.log_level, limits)
 
 
 def secret(value: str, option: str, *, url: bool = False) -> str:

@@ -9,11 +9,10 @@ from privproc import clikit
 
 def _serve(args: argparse.Namespace) -> int:
     from privproc.demo.echo import create_app
-    from privproc.service import serve, setup_logging
+    from privproc.service import setup_logging
 
     setup_logging("echo", args.log_level.upper())
-    serve(create_app(), args.listen, args.log_level,
-          clikit.service_limits(args))
+    clikit.serve(create_app(), args)
     return 0
 
 

@@ -62,7 +62,7 @@ def _rotate(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from privproc.gateway import keystore
     from privproc.gateway.app import create_app
-    from privproc.service import serve, setup_logging
+    from privproc.service import setup_logging
 
     config = _config(args)
     setup_logging("gateway", args.log_level.upper())
@@ -70,8 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(config)
     except keystore.KeyStoreError as exc:
         raise CommandError(str(exc)) from None
-    serve(app, args.listen, args.log_level,
-          clikit.service_limits(args))
+    clikit.serve(app, args)
     return 0
 
 

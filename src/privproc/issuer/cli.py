@@ -30,7 +30,7 @@ def _static_accounts(values: list[str]) -> dict[str, str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from privproc.service import serve, setup_logging
+    from privproc.service import setup_logging
 
     from .accounts import AccountVerifier, SignedBearerVerifier, StaticAccountVerifier
     from .app import IssuerConfig, create_app
@@ -87,8 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
     except IssuerKeyError as exc:
         print(f"privproc issuer serve: {exc}", file=sys.stderr)
         return 1
-    serve(app, args.listen, args.log_level,
-          clikit.service_limits(args))
+    clikit.serve(app, args)
     return 0
 
 

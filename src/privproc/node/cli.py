@@ -81,7 +81,7 @@ def _provider(args: argparse.Namespace, measurement: bytes) -> PlatformProvider:
 def run(args: argparse.Namespace) -> int:
     removed = reduce_environment()  # first: nothing below may see an inherited secret
     from privproc.attest.measure import measure_simulated
-    from privproc.service import bind, bound_url, serve, setup_logging
+    from privproc.service import bind, bound_url, setup_logging
 
     from .app import NodeConfig, create_app
     from .runner import default_model, worker_spec
@@ -129,8 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(json.dumps({"node_id": node_id, "url": url}), flush=True)
     sys.dont_write_bytecode = True  # nothing may be written while serving
-    serve(app, listener, args.log_level,
-          clikit.service_limits(args))
+    clikit.serve(app, args, listener)
     return 0
 
 

@@ -11,13 +11,12 @@ from privproc.clikit import positive_int, seconds
 
 def _serve(args: argparse.Namespace) -> int:
     from privproc.relay.app import RelayConfig, create_app
-    from privproc.service import serve, setup_logging
+    from privproc.service import setup_logging
 
     setup_logging("relay", args.log_level.upper())
     config = RelayConfig(gateway=args.gateway, keys_url=args.gateway_keys, max_body=args.max_body,
                          timeout=args.timeout, log=args.log)
-    serve(create_app(config), args.listen, args.log_level,
-          clikit.service_limits(args))
+    clikit.serve(create_app(config), args)
     return 0
 
 

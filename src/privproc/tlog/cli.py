@@ -66,7 +66,7 @@ def _err(command: str, message: str) -> int:
 
 
 def _log_serve(args: argparse.Namespace) -> int:
-    from privproc.service import serve, setup_logging
+    from privproc.service import setup_logging
     from privproc.wire.checkpoint import CosignatureVerifier
 
     from .log_app import LogConfig, WitnessEndpoint, create_app
@@ -92,8 +92,7 @@ def _log_serve(args: argparse.Namespace) -> int:
     config = LogConfig(origin=args.origin, signer=signer, publishers=publishers,
                        key_publishers=key_publishers, witnesses=witnesses, quorum=args.quorum,
                        batch_max=args.batch_max, batch_wait=args.batch_wait)
-    serve(create_app(storage, config), args.listen, args.log_level,
-          clikit.service_limits(args))
+    clikit.serve(create_app(storage, config), args)
     return 0
 
 

@@ -67,7 +67,7 @@ def _logs(verifiers: Sequence[Ed25519Verifier]) -> dict[str, list[Verifier]]:
 def run(args: argparse.Namespace) -> int:
     """Run the witness until interrupted; 1 if its key or state cannot be used."""
     from privproc import clikit
-    from privproc.service import serve, setup_logging
+    from privproc.service import setup_logging
 
     from .witness import WitnessStoreError
     from .witness_app import WitnessConfig, WitnessKeyError, create_app, load_or_create_witness_key
@@ -88,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         config = WitnessConfig(signer=signer, logs=_logs(args.logs), store=store)
-        serve(create_app(config), args.listen, args.log_level,
-              clikit.service_limits(args))
+        clikit.serve(create_app(config), args)
     finally:
         store.close()
     return 0
