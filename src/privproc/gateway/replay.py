@@ -38,13 +38,23 @@ def parse_http_date(value: bytes) -> float | None:
         return None
 
 
-class ReplayGuard:
-    """Remembers recent request identifiers; refuses repeats and stale dates."""
+class _Window:
+    """What every store judges the same way: a ``Date`` within ``window`` seconds of now."""
 
-    def __init__(self, window_seconds: float = 60.0) -> None:
+    def __init__(self, window_seconds: float) -> None:
         if window_seconds <= 0:
             raise ValueError(f"replay window must be > 0 seconds, got {window_seconds}")
         self.window = window_seconds
+
+    def _bad_date(self, request_date: float | None, now: float) -> bool:
+        return request_date is None or abs(now - request_date) > self.window
+
+
+class ReplayGuard(_Window):
+    """Remembers recent request identifiers; refuses repeats and stale dates."""
+
+    def __init__(self, window_seconds: float = 60.0) -> None:
+        super().__init__(window_seconds)
         self._seen: set[bytes] = set()
         self._expiry: deque[tuple[float, bytes]] = deque()
 
@@ -58,7 +68,7 @@ class ReplayGuard:
     def check(self, request_id: bytes, request_date: float | None, now: float) -> Verdict:
         """Judge one request and remember it if fresh."""
         self._expire(now)
-        if request_date is None or abs(now - request_date) > self.window:
+        if self._bad_date(request_date, now):
             return Verdict.BAD_DATE
         if request_id in self._seen:
             return Verdict.REPLAYED
@@ -73,7 +83,7 @@ class ReplayStoreUnavailable(PrivprocError):
     """The shared replay store cannot be reached: the request is refused, not admitted."""
 
 
-class SqliteReplayGuard:
+class SqliteReplayGuard(_Window):
     """The same judgement, remembered in SQLite (``replay.db`` in the gateway's state) so
     that it survives a restart of the gateway.
 
@@ -89,9 +99,7 @@ class SqliteReplayGuard:
 
     def __init__(self, path: Path, window_seconds: float = 60.0, *,
                  prune_every: int = 1000) -> None:
-        if window_seconds <= 0:
-            raise ValueError(f"replay window must be > 0 seconds, got {window_seconds}")
-        self.window = window_seconds
+        super().__init__(window_seconds)
         self._prune_every = prune_every
         self._lock = threading.Lock()
         try:
@@ -112,7 +120,7 @@ class SqliteReplayGuard:
             return count
 
     def check(self, request_id: bytes, request_date: float | None, now: float) -> Verdict:
-        if request_date is None or abs(now - request_date) > self.window:
+        if self._bad_date(request_date, now):
             return Verdict.BAD_DATE
         key = hashlib.sha256(request_id).digest()
         with self._lock:
@@ -137,7 +145,7 @@ class SqliteReplayGuard:
             self._conn.close()
 
 
-class RedisReplayGuard:
+class RedisReplayGuard(_Window):
     """The same judgement, shared by every gateway replica through Redis.
 
     ``SET <prefix><sha256(enc)> 1 NX PX <twice the window>``: the first replica to see a request
@@ -149,15 +157,13 @@ class RedisReplayGuard:
                  prefix: str = "privproc:replay:") -> None:
         import redis
 
-        if window_seconds <= 0:
-            raise ValueError(f"replay window must be > 0 seconds, got {window_seconds}")
-        self.window = window_seconds
+        super().__init__(window_seconds)
         self._redis_error = redis.RedisError
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._prefix = prefix.encode()
 
     def check(self, request_id: bytes, request_date: float | None, now: float) -> Verdict:
-        if request_date is None or abs(now - request_date) > self.window:
+        if self._bad_date(request_date, now):
             return Verdict.BAD_DATE
         key = self._prefix + hashlib.sha256(request_id).digest()
         try:
