@@ -266,10 +266,12 @@ class FlakyRelay(FakeRelay):
         super().__init__(nodes)
         self.failures = failures
         self.error = error
+        self.lost: list[bytes] = []  # what was sent while the relay was down
 
     def request(self, method: str, path: str, **kwargs: Any) -> bhttp.Response:
         if self.failures > 0:
             self.failures -= 1
+            self.lost.append(kwargs.get("content", b""))
             raise self.error
         return super().request(method, path, **kwargs)
 
@@ -306,6 +308,8 @@ def test_a_restarting_relay_or_gateway_is_waited_for(error: Exception) -> None:
     assert len(clock.slept) == 3 and all(0 < s <= MAX_BACKOFF for s in clock.slept)
     assert clock.slept[2] > clock.slept[0] / 2  # doubling (jittered within 0.5..1)
     assert client._verified  # the node was not blamed
+    sealed = [*relay.lost, *(content for _, content in relay.sent)]
+    assert len(sealed) == 4 and len(set(sealed)) == 4  # a new sealed request each time
 
 
 def test_an_unavailable_relay_is_given_up_on_after_the_window() -> None:
