@@ -304,3 +304,11 @@ def test_an_unexpected_error_is_one_line(capsys: pytest.CaptureFixture[str],
     code, _, err = _run(capsys, "up")
     assert code == 1
     _one_line_error(err, "internal error", "KeyError", "PRIVPROC_DEBUG")
+
+
+def test_a_secret_that_starts_with_a_dash_is_given_as_one_word() -> None:
+    # token_urlsafe() may start with "-": as its own argv word it reads as an option, so
+    # privproc up passes secrets as @FILE and a literal one goes with "=".
+    args = build_parser().parse_args(["issuer", "serve", "--listen", "h:1", "--state", "/s",
+                                      "--static-account=-tok=alice"])
+    assert args.static_account == ["-tok=alice"]

@@ -130,7 +130,8 @@ def test_2_issuer_key_that_is_not_logged_is_refused(system: System, tmp_path: Pa
     assert trust.tokens is not None
     evil_url = start_service(system.sup, "evil-issuer", [
         "issuer", "serve", "--listen", ANY_PORT, "--state", str(tmp_path / "evil"),
-        "--static-account", f"{trust.tokens.account_token}=demo-user", "--name", ISSUER_NAME
+        # one word with its option: a random token may start with "-"
+        f"--static-account={trust.tokens.account_token}=demo-user", "--name", ISSUER_NAME
     ]).url
     try:
         tagged = replace(trust, tokens=replace(trust.tokens, issuer_url=evil_url))
