@@ -130,10 +130,11 @@ def hex_bytes(value: str) -> bytes:
 
 
 def add_service_options(parser: argparse.ArgumentParser, *, state: str | None,
-                        redis: str | None = None) -> None:
+                        redis: str | None = None, request_summaries: bool = False) -> None:
     """``--listen``, ``--state``, ``--log-level``, (where shared stores exist) ``--redis``,
-    and the connection limits (``--header-timeout``, ``--body-timeout``,
-    ``--max-connections``: see :func:`serve`)."""
+    (where the log sums up requests, :mod:`privproc.reqlog`) ``--log-interval``, and the
+    connection limits (``--header-timeout``, ``--body-timeout``, ``--max-connections``:
+    see :func:`serve`)."""
     parser.add_argument("--listen", type=listen, required=True, metavar="HOST:PORT",
                         help="the address to serve on (port 0: any free port, printed at "
                              "start)")
@@ -141,6 +142,11 @@ def add_service_options(parser: argparse.ArgumentParser, *, state: str | None,
         parser.add_argument("--state", type=Path, required=True, metavar="DIR", help=state)
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                         help="how much the service logs (content-free fields only)")
+    if request_summaries:
+        parser.add_argument("--log-interval", type=seconds, default=60.0, metavar="SECONDS",
+                            help="log a summary of the requests (count per outcome, p50 "
+                                 "and p99 ms) this often; each request is logged at "
+                                 "--log-level debug")
     if redis is not None:
         parser.add_argument("--redis", metavar="URL",
                             help=f"{redis}; @FILE or env:NAME keeps a password off the "

@@ -6,7 +6,6 @@ tokens or client addresses.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import sys
@@ -18,8 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from privproc.errors import PrivprocError
-
-PROBLEM_JSON = "application/problem+json"
+from privproc.fastpath import PROBLEM_JSON, problem_doc
 
 
 class BodyTooLarge(PrivprocError):
@@ -74,8 +72,8 @@ async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
 
 def problem(status: int, title: str, type_: str = "about:blank", **extra: Any) -> Response:
     """An RFC 9457 problem details answer."""
-    doc = {"type": type_, "title": title, "status": status, **extra}
-    return Response(json.dumps(doc), status_code=status, media_type=PROBLEM_JSON)
+    return Response(problem_doc(status, title, type_, **extra), status_code=status,
+                    media_type=PROBLEM_JSON)
 
 
 def anonymous_session(timeout: float) -> aiohttp.ClientSession:

@@ -41,6 +41,7 @@ from privproc.client.errors import (
     TrustConfigError,
     UnexpectedError,
 )
+from privproc.client.http import ConnectionPool
 from privproc.client.sdk import AsyncPrivateProcessingClient, NodeList, PrivateProcessingClient
 from privproc.client.tokens import TokenWallet
 from privproc.errors import PrivprocError
@@ -199,11 +200,12 @@ def test_good_input_does_go_to_the_relay(monkeypatch: pytest.MonkeyPatch) -> Non
     """The counterpart: what stopped the requests above was the check, nothing else."""
     asked: list[str] = []
 
-    def urlopen(url: object, *args: object, **kwargs: object) -> NoReturn:
-        asked.append(str(url))
-        raise urllib.error.URLError("no relay in this test")
+    def request(pool: object, method: str, url: str, *args: object, **kwargs: object
+                ) -> NoReturn:
+        asked.append(url)
+        raise ConnectionRefusedError("no relay in this test")
 
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(ConnectionPool, "request", request)
     client = untouchable_client()
     with pytest.raises(TransportError):
         client.summarize([msg("x" * 2000, "s" * 64, "t" * 64)], 10, reader="R" * 64)
@@ -335,10 +337,10 @@ def test_the_network_error_path_of_the_relay_get_is_a_transport_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
     failure = http.client.RemoteDisconnected("closed")
 
-    def urlopen(*args: object, **kwargs: object) -> NoReturn:
+    def request(*args: object, **kwargs: object) -> NoReturn:
         raise failure
 
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(ConnectionPool, "request", request)
     with pytest.raises(TransportError) as err:
         untouchable_client().refresh_keys()
     assert err.value.__cause__ is failure

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import threading
+from pathlib import Path
 
 import pytest
 
+from privproc.client import tokens as tokens_module
 from privproc.client.errors import KeyNotLoggedError
 from privproc.client.tokens import (
+    LEASE,
     UNREACHABLE_RETRY_SECONDS,
     IssuerRefusedError,
     IssuerUnreachableError,
@@ -24,8 +29,9 @@ NOW = 1_800_000_000
 class FakeIssuerWallet(TokenWallet):
     """A wallet whose issuer is in-process: a directory of ``keys``, signing with them."""
 
-    def __init__(self, keys: list[keystore.IssuerKey], **kwargs: object) -> None:
-        super().__init__("http://issuer.invalid", "account", None,
+    def __init__(self, keys: list[keystore.IssuerKey], cache_path: Path | None = None,
+                 **kwargs: object) -> None:
+        super().__init__("http://issuer.invalid", "account", cache_path,
                          clock=lambda: float(NOW), **kwargs)  # type: ignore[arg-type]
         self.keys = keys
         self.requests = 0
@@ -157,3 +163,55 @@ def test_a_refusing_issuer_is_not_asked_again(two_keys: list[keystore.IssuerKey]
     with pytest.raises(IssuerRefusedError):
         wallet.take(CHALLENGE)
     assert wallet.requests == 1
+
+
+# -- the cache file: tokens leased out of it, never handed out twice ---------------------
+
+
+def stored(path: Path) -> set[bytes]:
+    doc = json.loads(path.read_text())
+    return {base64.b64decode(t) for tokens in doc["tokens"].values() for t in tokens}
+
+
+def test_a_token_handed_out_is_no_longer_in_the_file(
+        two_keys: list[keystore.IssuerKey], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "tokens.json"
+    writes: list[int] = []
+    real_replace = tokens_module.replace_file
+
+    def counting_replace(*args: object, **kwargs: object) -> None:
+        writes.append(1)
+        real_replace(*args, **kwargs)  # type: ignore[arg-type]
+
+    wallet = FakeIssuerWallet(two_keys, path)
+    wallet.fetch(CHALLENGE, 3 * LEASE + 5)
+    monkeypatch.setattr(tokens_module, "replace_file", counting_replace)
+    handed = []
+    for _ in range(2 * LEASE + 1):
+        token = wallet.take(CHALLENGE).encode()
+        assert token not in stored(path)  # out of the file before it is handed out
+        handed.append(token)
+    assert len(set(handed)) == len(handed)
+    assert len(writes) == 3  # one synced write per lease, not per request
+    assert wallet.unspent(CHALLENGE) == 3 * LEASE + 5 - len(handed)
+
+    # the process dies here: the next one never sees a token the first handed out
+    after_crash = FakeIssuerWallet(two_keys, path)
+    assert after_crash.unspent(CHALLENGE) == 5  # the leased rest is lost, not reused
+    rest = [after_crash.take(CHALLENGE).encode() for _ in range(5)]
+    assert not set(rest) & set(handed)
+
+
+def test_close_puts_the_leased_tokens_back(two_keys: list[keystore.IssuerKey],
+                                          tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    wallet = FakeIssuerWallet(two_keys, path)
+    wallet.fetch(CHALLENGE, LEASE + 2)
+    first = wallet.take(CHALLENGE).encode()
+    assert len(stored(path)) == 2
+    wallet.close()
+    assert len(stored(path)) == LEASE + 1 and first not in stored(path)
+    again = FakeIssuerWallet(two_keys, path)
+    taken = {again.take(CHALLENGE).encode() for _ in range(LEASE + 1)}
+    assert len(taken) == LEASE + 1 and first not in taken

@@ -172,6 +172,7 @@ def relay_port(client: PrivateProcessingClient) -> int:
 def test_3_a_summary_opens_connections_to_the_relay_only(system: System) -> None:
     client = make_client(system)
     client.refresh()  # what start() and the background do: log sync, keys, token refill
+    client.ohttp.close()  # no kept-alive connection: the calls must open theirs
     with connections() as seen:
         assert client.summarize(CHAT).output == ["1 messages"]
         assert client.write("see you at noon", "funny").output == ["15 characters"]

@@ -60,7 +60,7 @@ class Stack:
             args = ["gateway", "serve", "--listen", ANY_PORT, "--upstream",
                     started["origin"].url, "--state", str(tmp / f"gw{i}"), "--issuer-keys",
                     str(tmp / "issuer"), "--issuer-name", ISSUER_NAME, "--origin-name",
-                    ORIGIN_NAME]
+                    ORIGIN_NAME, "--log-level", "debug"]
             specs[f"gateway{i}"] = [*args, "--redis", redis] if redis else args
         self.gateways = [s.url for s in start_services(sup, specs).values()]
         if relay:
@@ -104,6 +104,9 @@ def test_client_answers_the_challenge_and_is_admitted(stack: Stack) -> None:
     assert wallet.unspent(challenge()) == 2
     assert client.request("GET", "/again").status == 200
     assert wallet.unspent(challenge()) == 1
+    cache = json.loads(path.read_text())
+    assert sum(len(v) for v in cache["tokens"].values()) == 0  # leased out of the file
+    wallet.close()  # the unused one goes back
     cache = json.loads(path.read_text())
     assert sum(len(v) for v in cache["tokens"].values()) == 1
     assert path.stat().st_mode & 0o777 == 0o600

@@ -111,6 +111,8 @@ def _summarize(args: argparse.Namespace) -> int:
             result = client.summarize(payload, args.bullets, reader=args.me)
     except ClientError as exc:
         raise _refused(exc) from None
+    finally:
+        client.close()  # unused leased tokens back to the wallet file
     if args.cite and result.sources is not None:
         for line, sources in zip(result.output, result.sources, strict=True):
             _print_line(line)
@@ -206,6 +208,8 @@ def _write(args: argparse.Namespace) -> int:
             result = client.write(draft, args.tone)
     except ClientError as exc:
         raise _refused(exc) from None
+    finally:
+        client.close()  # unused leased tokens back to the wallet file
     return _finish(result, args.receipt)
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import http.client
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from email.utils import formatdate
 from types import TracebackType
@@ -35,12 +35,14 @@ from .errors import (
     ResponseError,
     TransportError,
 )
+from .http import AnswerTooLarge, ConnectionPool
 from .tokens import TokenWallet, pick_challenge
 
 Headers = Sequence[tuple[bytes, bytes]]
 # Where the gateway key comes from when not from /ohttp-keys (the SDK gives one that
 # accepts only logged keys); called with refresh=True after the gateway answered 422.
 KeySource = Callable[[bool], ohttp.KeyConfig]
+_POST_HEADERS = {"Content-Type": ohttp.MEDIA_TYPE_REQUEST}
 
 
 def seal_request(
@@ -161,40 +163,46 @@ class _Base:
 
 
 class OHTTPClient(_Base):
-    """Synchronous OHTTP client over the standard library."""
+    """Synchronous OHTTP client over the standard library, on kept-alive connections to
+    the relay (:class:`~privproc.client.http.ConnectionPool`)."""
+
+    @functools.cached_property
+    def pool(self) -> ConnectionPool:
+        return ConnectionPool(self.relay_url)
+
+    def close(self) -> None:
+        """Close the kept-alive connections (a later request opens new ones)."""
+        self.pool.close()
 
     def key_config(self, refresh: bool = False) -> ohttp.KeyConfig:
         if self.key_source is not None:
             return self.key_source(refresh)
         if self._config is None or refresh:
-            req = urllib.request.Request(self.keys_url, headers={"Accept": ohttp.MEDIA_TYPE_KEYS})
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    body = resp.read()
-            except (urllib.error.URLError, OSError) as exc:
+                status, _, body = self.pool.request(
+                    "GET", self.keys_url, headers={"Accept": ohttp.MEDIA_TYPE_KEYS},
+                    timeout=self.timeout)
+            except (OSError, http.client.HTTPException, TransportError) as exc:
                 raise KeyConfigFetchError(f"cannot fetch {self.keys_url}: {exc}") from None
+            if status != 200:
+                raise KeyConfigFetchError(f"cannot fetch {self.keys_url}: HTTP {status}")
             self._config = pick_config(body)
         return self._config
 
     def _post(self, sealed: bytes, timeout: float | None = None) -> tuple[int, str, bytes]:
         wait = self.timeout if timeout is None else max(0.001, min(timeout, self.timeout))
-        req = urllib.request.Request(
-            self.relay_url, data=sealed, method="POST",
-            headers={"Content-Type": ohttp.MEDIA_TYPE_REQUEST},
-        )
         try:
-            with urllib.request.urlopen(req, timeout=wait) as resp:
-                return resp.status, resp.headers.get("content-type", ""), resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.headers.get("content-type", ""), exc.read()
+            status, fields, body = self.pool.request(
+                "POST", self.relay_url, sealed, headers=_POST_HEADERS, timeout=wait)
         except TimeoutError:
             raise TransportError(f"the relay did not answer within {wait:.0f} s "
                                  f"({self.relay_url})") from None
-        except (urllib.error.URLError, OSError) as exc:
-            if isinstance(getattr(exc, "reason", None), TimeoutError):
-                raise TransportError(f"the relay did not answer within {wait:.0f} s "
-                                     f"({self.relay_url})") from None
-            raise RelayUnreachableError(f"cannot reach relay {self.relay_url}: {exc}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise RelayUnreachableError(f"cannot reach relay {self.relay_url}: "
+                                        f"{type(exc).__name__}: {exc}") from None
+        except AnswerTooLarge as exc:
+            raise TransportError(f"relay {self.relay_url}: {exc}") from None
+        return status, fields.get("content-type", ""), body
 
     def request(
         self, method: str, path: str, *, headers: Headers = (), content: bytes = b"",

@@ -41,6 +41,7 @@ import functools
 import http.client
 import json
 import os
+import queue
 import secrets
 import socket
 import ssl
@@ -96,6 +97,7 @@ from .errors import (
     TrustConfigError,
     UnexpectedError,
 )
+from .http import ConnectionPool
 from .node import NodeResponseError, open_output, seal_task
 from .ohttp import OHTTPClient
 from .receipt import Receipt, verify_receipt
@@ -289,6 +291,44 @@ def _wait_any(futures: set[concurrent.futures.Future[Any]], timeout: float
     return done
 
 
+class _Threads:
+    """Daemon threads for attempts, kept for reuse (starting a thread per attempt cost
+    about a tenth of a millisecond). A task never waits for a busy one: with none idle, a
+    new thread starts; an idle one ends after ``idle_exit`` seconds."""
+
+    def __init__(self, idle_exit: float = 60.0) -> None:
+        self.idle_exit = idle_exit
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a task and not yet promised one
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1  # promised: one waiting thread will take it
+        self._tasks.put(task)
+        if start:
+            threading.Thread(target=self._serve, name="privproc-attempt", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                task = self._tasks.get(timeout=self.idle_exit)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # no task is promised to this thread: end it
+                        self._idle -= 1
+                        return
+                continue
+            task()
+            with self._lock:
+                self._idle += 1
+
+
+_ATTEMPT_THREADS = _Threads()
+
+
 class PrivateProcessingClient:
     """A client of Private Processing: verifies the system, then summarizes and rewrites.
 
@@ -338,6 +378,7 @@ class PrivateProcessingClient:
                                  set[concurrent.futures.Future[Any]]] = _wait_any
         self.relay_url = trust.relay_url if trust.relay_url.endswith("/") else (
             trust.relay_url + "/")
+        self._relay_gets = ConnectionPool(self.relay_url)  # keys; OHTTP has its own
         self.view = LogView(http_fetcher(urljoin(self.relay_url, "log"), timeout),
                             trust.log, state_dir / "log-view.json" if state_dir else None)
         self.tokens = tokens
@@ -490,6 +531,10 @@ class PrivateProcessingClient:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self._relay_gets.close()
+        self.ohttp.close()
+        if self.tokens is not None:
+            self.tokens.close()
 
     def __enter__(self) -> Self:
         return self
@@ -501,15 +546,14 @@ class PrivateProcessingClient:
     # -- keys -------------------------------------------------------------------------------
 
     def _get(self, path: str) -> bytes:
-        url = urljoin(self.relay_url, path)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as resp:
-                body: bytes = resp.read()
-                return body
-        except urllib.error.HTTPError as exc:
-            raise TransportError(f"relay answered {exc.code} for {path}") from exc
-        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            status, _, body = self._relay_gets.request("GET", urljoin(self.relay_url, path),
+                                                       timeout=self.timeout)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             raise TransportError(f"cannot reach relay {self.relay_url}: {exc}") from exc
+        if status != 200:
+            raise TransportError(f"relay answered {status} for {path}")
+        return body
 
     @_public
     def refresh_keys(self) -> VerifiedKeys:
@@ -712,7 +756,7 @@ class PrivateProcessingClient:
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting call
                 future.set_exception(exc)
 
-        threading.Thread(target=run, name="privproc-attempt", daemon=True).start()
+        _ATTEMPT_THREADS.submit(run)
         return future
 
     def _run(self, task: inner.Task, payload: dict[str, Any]) -> Result:

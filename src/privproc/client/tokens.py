@@ -3,11 +3,14 @@
 :class:`TokenWallet` fetches the issuer directory, asks for tokens with the account's
 bearer token, finalizes them and caches the unspent ones on disk (mode 0600, keyed by
 challenge). A token is removed from the cache before it is handed out, so it is never
-offered twice. When the directory advertises batched issuance
-(:mod:`privproc.wire.privacypass.batch`: ``privproc-batch-request-uri``), a refill is one
-HTTP exchange per batch of up to ``privproc-batch-max`` TokenRequests; otherwise one RFC
-9578 TokenRequest per token (and the wallet falls back to that if the batch endpoint is
-refused as unknown).
+offered twice: requests lease tokens from the file :data:`LEASE` at a time (one synced
+write per lease, not per request), and :meth:`TokenWallet.close` puts the unused ones
+back; a process that dies first loses at most that many, never reuses one.
+
+When the directory advertises batched issuance (:mod:`privproc.wire.privacypass.batch`:
+``privproc-batch-request-uri``), a refill is one HTTP exchange per batch of up to
+``privproc-batch-max`` TokenRequests; otherwise one RFC 9578 TokenRequest per token (and
+the wallet falls back to that if the batch endpoint is refused as unknown).
 
 The issuer must not be able to recognise one client's tokens, so the wallet asks for
 tokens only under a key that ``key_check`` accepts (the SDK accepts only keys with a key
@@ -27,6 +30,7 @@ waiting (at least a batch). A refill that fails fails the requests that waited f
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import threading
 import time
@@ -73,6 +77,8 @@ class QuotaExceededError(TokenError):
 # An issuer that cannot be reached (restarting, say) is asked again (:class:`.Backoff`:
 # jittered, doubling from 0.25 s to 2 s) for at most this long; requests waiting for the
 # refill keep waiting.
+LEASE = 8
+"""Tokens taken out of the cache file at a time: a synced write per this many requests."""
 UNREACHABLE_RETRY_SECONDS = 15.0
 
 # Called with (token type, token key) before the wallet asks for tokens under that key;
@@ -123,6 +129,7 @@ class TokenWallet:
         self.fetches = 0  # HTTP exchanges that asked the issuer for tokens
         self.fetched = 0  # tokens obtained
         self._cache: dict[str, list[str]] = self._load()
+        self._leased: dict[str, collections.deque[pp.Token]] = {}  # out of the file
 
     def _load(self) -> dict[str, list[str]]:
         if self.cache_path is None or not self.cache_path.exists():
@@ -141,7 +148,21 @@ class TokenWallet:
 
     def unspent(self, challenge: pp.TokenChallenge) -> int:
         with self._lock:
-            return len(self._cache.get(challenge.digest().hex(), []))
+            return self._unspent_locked(challenge.digest().hex())
+
+    def _unspent_locked(self, key: str) -> int:
+        return len(self._cache.get(key, ())) + len(self._leased.get(key, ()))
+
+    def close(self) -> None:
+        """Put the leased, unused tokens back in the cache file."""
+        with self._lock:
+            if not any(self._leased.values()):
+                return
+            for key, leased in self._leased.items():
+                self._cache[key] = [base64.b64encode(t.encode()).decode() for t in leased
+                                    ] + self._cache.get(key, [])
+            self._leased.clear()
+            self._save()
 
     @property
     def batch_offer(self) -> tuple[str, int] | None:
@@ -206,7 +227,7 @@ class TokenWallet:
         (The SDK calls this on its background schedule, never inside a request.)"""
         key = challenge.digest().hex()
         return self._single_flight(
-            challenge, lambda: self.batch if len(self._cache.get(key, [])) < self.low_water
+            challenge, lambda: self.batch if self._unspent_locked(key) < self.low_water
             else 0)
 
     def _single_flight(self, challenge: pp.TokenChallenge, how_many: Callable[[], int]) -> int:
@@ -325,11 +346,17 @@ class TokenWallet:
             self._changed.notify_all()  # requests waiting on an empty wallet take these
 
     def _pop_locked(self, key: str) -> pp.Token | None:
-        if not self._cache.get(key):
-            return None
-        encoded = self._cache[key].pop(0)
-        self._save()
-        return pp.Token.decode(base64.b64decode(encoded))
+        leased = self._leased.get(key)
+        if not leased:
+            stored = self._cache.get(key)
+            if not stored:
+                return None
+            chunk = stored[:LEASE if self.cache_path is not None else len(stored)]
+            del stored[:len(chunk)]
+            self._save()  # out of the file before any of them is handed out
+            leased = self._leased.setdefault(key, collections.deque())
+            leased.extend(pp.Token.decode(base64.b64decode(t)) for t in chunk)
+        return leased.popleft()
 
     def take(self, challenge: pp.TokenChallenge) -> pp.Token:
         """One unspent token for ``challenge``. An empty wallet waits for the refill

@@ -44,7 +44,9 @@ from privproc.attest.sev_snp import parse_report
 from privproc.budget import GATEWAY_TIMEOUT
 from privproc.client.errors import ClientError
 from privproc.client.transparency import release_proofs
+from privproc.fastpath import Answer, PostRoute, problem_answer
 from privproc.keyring import FileCache
+from privproc.reqlog import RequestLog
 from privproc.service import BodyTooLarge, anonymous_session, problem, read_body, read_up_to
 from privproc.tlog.bundle import MEDIA_TYPE as BUNDLE_MEDIA_TYPE
 from privproc.tlog.client import InclusionProof, LogClientError, LogForkError, http_fetcher
@@ -106,6 +108,7 @@ class GatewayConfig:
     key_lifetime: float = keystore.DEFAULT_LIFETIME_SECONDS
     key_grace: float = keystore.DEFAULT_GRACE_SECONDS
     clock: Callable[[], float] = field(default=time.time)
+    log_interval: float = 60.0  # seconds between request summaries in the log
 
 
 class KeyCache:
@@ -143,13 +146,19 @@ def node_measurement(bundle: bytes) -> bytes | None:
         return None
 
 
-def _outer(answer: OuterAnswer) -> Response:
+def _outer(answer: OuterAnswer) -> Answer:
     if answer.bare:
-        return Response(status_code=answer.status)
-    return problem(answer.status, answer.title, answer.problem_type)
+        return Answer(answer.status)
+    return problem_answer(answer.status, answer.title, answer.problem_type)
 
 
-def create_app(config: GatewayConfig) -> Starlette:
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def create_app(config: GatewayConfig) -> PostRoute:
+    """The gateway: ``POST /gateway`` as plain ASGI (:mod:`privproc.fastpath`), the rest
+    Starlette."""
     keys = KeyCache(config.state_dir, config.clock, config.key_lifetime)
     redeemer = Redeemer(config.redemption) if config.redemption is not None else None
     directory = config.directory
@@ -169,6 +178,7 @@ def create_app(config: GatewayConfig) -> Starlette:
                                                               MemoryRegistry)
     session: aiohttp.ClientSession | None = None
     listed: dict[str, bytes] = {}  # node id -> bundle last logged, to log changes only
+    requests = RequestLog(log, interval=config.log_interval)
 
     def key_subjects() -> set[bytes]:
         subjects = {key_subject(keys.state.current.gateway_key.config.encode())}
@@ -214,6 +224,7 @@ def create_app(config: GatewayConfig) -> Starlette:
         finally:
             if task is not None:
                 task.cancel()
+            requests.flush()
             await session.close()
 
     # -- public key material -----------------------------------------------------------
@@ -302,26 +313,22 @@ def create_app(config: GatewayConfig) -> Starlette:
                 return inner_problem(503, "release proofs unavailable", now)
         return json_answer(doc)
 
-    async def gateway(request: Request) -> Response:
+    async def gateway(content_type: str, body: bytes) -> Answer:
         started = time.perf_counter()
-        try:
-            body = await read_body(request, config.max_body)
-        except BodyTooLarge:
-            return problem(413, "encapsulated request too large")
         now = config.clock()
-        opened = core.open(request.headers.get("content-type", ""), body, now)
+        opened = core.open(content_type, body, now)
         if isinstance(opened, OuterAnswer):
-            log.info("refused: %s, size=%d", opened.log or opened.title, len(body))
+            requests.record(f"refused: {opened.log or opened.title}", _ms(started),
+                            f"size={len(body)}")
             return _outer(opened)
         answer = await answer_for(opened, now)
         if isinstance(answer, OuterAnswer):
-            log.info("refused: %s", answer.log)
+            requests.record(f"refused: {answer.log}", _ms(started))
             return _outer(answer)
-        if opened.refused:
-            log.info("refused: %s", opened.refused)
-        log.info("ok: status=%d in=%d out=%d ms=%.1f", answer.status, len(body),
-                 len(answer.content), (time.perf_counter() - started) * 1000)
-        return Response(core.seal(opened, answer), media_type=ohttp.MEDIA_TYPE_RESPONSE)
+        outcome = (f"refused: {opened.refused}" if opened.refused
+                   else f"answered {answer.status}")
+        requests.record(outcome, _ms(started), f"in={len(body)} out={len(answer.content)}")
+        return Answer(200, core.seal(opened, answer), ohttp.MEDIA_TYPE_RESPONSE)
 
     async def answer_for(opened: Opened, now: float) -> bhttp.Response | OuterAnswer:
         if opened.inner is None:
@@ -409,17 +416,18 @@ def create_app(config: GatewayConfig) -> Starlette:
         return Response(json.dumps({"nodes": [n.node_id for n in nodes]}).encode(),
                         media_type="application/json")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/ohttp-keys", ohttp_keys, methods=["GET"]),
             Route("/privproc/keys", key_bundle, methods=["GET"]),
-            Route("/gateway", gateway, methods=["POST"]),
             Route("/nodes/register", register, methods=["POST"]),
             Route("/nodes/status", status, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
+    return PostRoute(app, "/gateway", gateway, max_body=config.max_body,
+                     too_large=problem_answer(413, "encapsulated request too large"))
 
 
 __all__ = ["DirectoryConfig", "GatewayConfig", "KeyCache", "NodeEntry", "create_app"]

@@ -113,7 +113,7 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
         max_upstream_body=args.max_upstream_body, replay_window=args.replay_window,
         upstream_timeout=args.timeout, redemption=redemption, directory=directory,
         transparency=transparency, replay=replay, key_lifetime=args.key_lifetime,
-        key_grace=args.grace,
+        key_grace=args.grace, log_interval=args.log_interval,
     )
 
 
@@ -174,7 +174,8 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     clikit.add_service_options(
         gateway, state="the gateway's keys and (without --redis) its spent tokens",
         redis="double-spend store, replay store and node directory in Redis, shared by "
-              "gateway replicas (default: SQLite in --state and memory)")
+              "gateway replicas (default: SQLite in --state and memory)",
+        request_summaries=True)
     gateway.add_argument("--upstream", required=True, metavar="URL",
                          help="the origin plain inner requests go to")
     gateway.add_argument("--max-body", type=positive_int, default=1 << 20, metavar="BYTES",

@@ -24,6 +24,7 @@ key ids 0..255, never reused while a key holding one is kept). Files of format v
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class StoredKey:
     retire_at: float | None  # None for the current key
     not_after: float  # clients use the key only before this (its key record says so)
 
-    @property
+    @functools.cached_property
     def gateway_key(self) -> ohttp.GatewayKey:
         return ohttp.GatewayKey.create(self.key_id, self.key_pair)
 
@@ -77,10 +78,15 @@ class KeyState:
         return next(k for k in self.keys if k.retire_at is None)
 
     def accepted(self, now: float) -> ohttp.GatewayKeys:
-        """The keys that open requests at ``now``: the current one and those in grace."""
-        return ohttp.GatewayKeys(
-            k.gateway_key for k in self.keys if k.retire_at is None or k.retire_at > now
-        )
+        """The keys that open requests at ``now``: the current one and those in grace
+        (the same object for as long as that set does not change)."""
+        live = tuple(k for k in self.keys if k.retire_at is None or k.retire_at > now)
+        ids = tuple(k.key_id for k in live)
+        cached = self.__dict__.get("_accepted")
+        if cached is None or cached[0] != ids:
+            cached = (ids, ohttp.GatewayKeys(k.gateway_key for k in live))
+            self.__dict__["_accepted"] = cached  # frozen: a memo, not a field
+        return cached[1]
 
     def published(self) -> list[ohttp.KeyConfig]:
         """The configurations to serve as ``application/ohttp-keys`` (current only)."""

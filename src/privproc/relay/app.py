@@ -36,19 +36,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from privproc.budget import RELAY_TIMEOUT
-from privproc.service import (
-    BodyTooLarge,
-    anonymous_session,
-    problem,
-    read_body,
-    read_up_to,
-)
+from privproc.fastpath import Answer, PostRoute, problem_answer
+from privproc.reqlog import RequestLog
+from privproc.service import anonymous_session, problem, read_up_to
 from privproc.wire import ohttp, tiles
 from privproc.wire.errors import MerkleError
 
 log = logging.getLogger("privproc.relay")
 
 PASSED_STATUSES = frozenset({200, 400, 401, 413, 415, 422, 429, 503})
+FORWARDED_HEADERS = {"Content-Type": ohttp.MEDIA_TYPE_REQUEST}  # and nothing else
 
 
 @dataclass
@@ -63,6 +60,7 @@ class RelayConfig:
     checkpoint_cache_seconds: float = 5.0
     cache_bytes: int = 32 << 20  # bound on all cached GET answers
     max_get_body: int = 4 << 20  # a proxied GET answer larger than this is refused
+    log_interval: float = 60.0  # seconds between request summaries in the log
 
     @property
     def resolved_keys_url(self) -> str:
@@ -125,9 +123,11 @@ def _max_age(cache_control: str) -> float | None:
 _IMMUTABLE = 365 * 24 * 3600.0
 
 
-def create_app(config: RelayConfig) -> Starlette:
+def create_app(config: RelayConfig) -> PostRoute:
+    """The relay: ``POST /`` as plain ASGI (:mod:`privproc.fastpath`), the rest Starlette."""
     session: aiohttp.ClientSession | None = None
     cache = GetCache(config.cache_bytes)
+    requests = RequestLog(log, interval=config.log_interval)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -137,46 +137,38 @@ def create_app(config: RelayConfig) -> Starlette:
         try:
             yield
         finally:
+            requests.flush()
             await session.close()
 
-    async def relay(request: Request) -> Response:
+    async def relay(content_type: str, body: bytes) -> Answer:
         assert session is not None
         started = time.perf_counter()
-        if request.headers.get("content-type", "").split(";")[0].strip() != (
-            ohttp.MEDIA_TYPE_REQUEST
-        ):
-            return problem(415, f"content type must be {ohttp.MEDIA_TYPE_REQUEST}")
+        if content_type.split(";", maxsplit=1)[0].strip() != ohttp.MEDIA_TYPE_REQUEST:
+            requests.record("refused: content type", 0.0)
+            return problem_answer(415, f"content type must be {ohttp.MEDIA_TYPE_REQUEST}")
         try:
-            body = await read_body(request, config.max_body)
-        except BodyTooLarge:
-            return problem(413, "encapsulated request too large")
-        try:
-            async with session.post(
-                config.gateway,
-                data=body,
-                headers={"Content-Type": ohttp.MEDIA_TYPE_REQUEST},
-                allow_redirects=False,
-            ) as resp:
+            async with session.post(config.gateway, data=body, headers=FORWARDED_HEADERS,
+                                    allow_redirects=False) as resp:
                 answer = await read_up_to(resp.content, config.max_response + 1)
                 status = resp.status
                 media_type = resp.headers.get("content-type", "")
             if len(answer) > config.max_response:
                 log.warning("gateway answer over %d bytes refused", config.max_response)
-                return problem(502, "gateway answer too large")
+                return problem_answer(502, "gateway answer too large")
         except TimeoutError:
             log.warning("gateway timed out after %.1fs", config.timeout)
-            return problem(504, "gateway timed out")
+            return problem_answer(504, "gateway timed out")
         except aiohttp.ClientError as exc:
             log.warning("gateway unreachable: %s", type(exc).__name__)
-            return problem(502, "gateway unreachable")
-        log.info("forwarded: status=%d in=%d out=%d ms=%.1f", status, len(body), len(answer),
-                 (time.perf_counter() - started) * 1000)
+            return problem_answer(502, "gateway unreachable")
+        requests.record(f"gateway {status}", (time.perf_counter() - started) * 1000,
+                        f"in={len(body)} out={len(answer)}")
         if status == 422:  # the gateway rotated past the cached configuration
             cache.drop(config.resolved_keys_url)
             cache.drop(config.key_bundle_url)
         if status not in PASSED_STATUSES:
-            return problem(502, f"gateway answered {status}")
-        return Response(answer, status_code=status, media_type=media_type or None)
+            return problem_answer(502, f"gateway answered {status}")
+        return Answer(status, answer, media_type or None)
 
     async def proxied_get(url: str, cache_seconds: float, what: str) -> Response:
         """GET ``url`` (adding nothing), cached for at most ``cache_seconds``."""
@@ -233,9 +225,8 @@ def create_app(config: RelayConfig) -> Starlette:
     async def health(request: Request) -> Response:
         return Response(b"ok\n", media_type="text/plain")
 
-    return Starlette(
+    app = Starlette(
         routes=[
-            Route("/", relay, methods=["POST"]),
             Route("/ohttp-keys", keys, methods=["GET"]),
             Route("/privproc/keys", key_bundle, methods=["GET"]),
             Route("/log/{rest:path}", log_data, methods=["GET"]),
@@ -243,3 +234,5 @@ def create_app(config: RelayConfig) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    return PostRoute(app, "/", relay, max_body=config.max_body,
+                     too_large=problem_answer(413, "encapsulated request too large"))

@@ -15,7 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     setup_logging("relay", args.log_level.upper())
     config = RelayConfig(gateway=args.gateway, keys_url=args.gateway_keys, max_body=args.max_body,
-                         timeout=args.timeout, log=args.log)
+                         timeout=args.timeout, log=args.log, log_interval=args.log_interval)
     clikit.serve(create_app(config), args)
     return 0
 
@@ -23,7 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
 def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = clikit.group(sub, "relay", "The OHTTP relay: forwards to one gateway, adds nothing.")
     relay = clikit.leaf(actions, "serve", "Run the OHTTP relay.", _serve)
-    clikit.add_service_options(relay, state=None)
+    clikit.add_service_options(relay, state=None, request_summaries=True)
     relay.add_argument("--gateway", required=True, metavar="URL",
                        help="the gateway's request URL, e.g. http://127.0.0.1:8082/gateway")
     relay.add_argument("--gateway-keys", metavar="URL",

@@ -18,6 +18,7 @@ Every failure surfaces as :class:`~privproc.wire.errors.HPKEError`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -212,6 +213,19 @@ def _x25519_public(pk: bytes, what: str = "X25519 public key") -> X25519PublicKe
     return X25519PublicKey.from_public_bytes(pk)
 
 
+# A client seals many requests to the same few keys (its gateway's, its nodes'): parsed
+# once, not per request. Only valid keys are kept (a parse that raises is not cached).
+@functools.lru_cache(maxsize=64)
+def _recipient_x25519(pk: bytes) -> X25519PublicKey:
+    return _x25519_public(pk)
+
+
+@functools.lru_cache(maxsize=64)
+def _hybrid_public(pk: bytes) -> tuple[mlkem.MLKEM768PublicKey, X25519PublicKey]:
+    return (mlkem.MLKEM768PublicKey.from_public_bytes(pk[:_MLKEM768_EK]),
+            X25519PublicKey.from_public_bytes(pk[_MLKEM768_EK:]))
+
+
 def _dh(sk: X25519PrivateKey, pk: X25519PublicKey) -> bytes:
     try:
         shared = sk.exchange(pk)
@@ -342,7 +356,7 @@ def _encap(kem: KemInfo, pk_r: bytes, ephemeral: KeyPair | None, rand: Rand,
         elif ephemeral.kem_id != KEM_X25519_SHA256:
             raise HPKEError(f"ephemeral key is {ephemeral.kem.name}, expected X25519")
         try:
-            pub = _x25519_public(pk_r)
+            pub = _recipient_x25519(bytes(pk_r))
         except ValueError as exc:
             raise HPKEError(f"invalid X25519 public key: {exc}") from None
         enc = ephemeral.public_bytes
@@ -356,10 +370,10 @@ def _encap(kem: KemInfo, pk_r: bytes, ephemeral: KeyPair | None, rand: Rand,
         raise HPKEError(
             f"{kem.name} takes no ephemeral key: its ML-KEM encapsulation draws its own "
             "randomness (pass rand for the X25519 half)")
-    ek_pq, ek_t = pk_r[:_MLKEM768_EK], pk_r[_MLKEM768_EK:]
+    ek_t = pk_r[_MLKEM768_EK:]
     try:
-        ss_pq, ct_pq = mlkem.MLKEM768PublicKey.from_public_bytes(ek_pq).encapsulate()
-        pub_t = X25519PublicKey.from_public_bytes(ek_t)
+        pub_pq, pub_t = _hybrid_public(bytes(pk_r))
+        ss_pq, ct_pq = pub_pq.encapsulate()
         eph = X25519PrivateKey.from_private_bytes(rand(_X25519_LEN))
     except ValueError as exc:
         raise HPKEError(f"invalid {kem.name} public key: {exc}") from None

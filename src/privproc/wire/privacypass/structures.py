@@ -124,8 +124,13 @@ class TokenChallenge:
         )
 
     def digest(self) -> bytes:
-        """SHA-256 of the encoded challenge: the Token's ``challenge_digest``."""
-        return hashlib.sha256(self.encode()).digest()
+        """SHA-256 of the encoded challenge: the Token's ``challenge_digest`` (computed
+        once: the challenge is immutable)."""
+        memo: bytes | None = self.__dict__.get("_digest")
+        if memo is None:
+            memo = hashlib.sha256(self.encode()).digest()
+            object.__setattr__(self, "_digest", memo)
+        return memo
 
     @classmethod
     def decode(cls, data: bytes) -> TokenChallenge:
