@@ -252,3 +252,67 @@ def test_redis_pipeline_refuses_the_second_spend_of_a_token() -> None:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+# -- reserve: the spend written while the request is forwarded --------------------------
+
+
+def test_reserve_refuses_a_spent_token_before_it_returns(store: SpendStore) -> None:
+    """SQLite looks the token up without writing; Redis's look-up is its SET NX."""
+    token = ids(1)[0]
+
+    async def run() -> tuple[bool, bool, bool]:
+        spending = await store.reserve_async(token, EOL, NOW)
+        first = await spending
+        again = await store.reserve_async(token, EOL, NOW)
+        return first, again.done(), again.result()
+
+    batches = store.writer.batches  # type: ignore[attr-defined]
+    assert asyncio.run(run()) == (True, True, False)  # decided before forwarding
+    writes = 1 if isinstance(store, SqliteSpendStore) else 2
+    assert store.writer.batches == batches + writes  # type: ignore[attr-defined]
+
+
+def test_reserve_refuses_a_token_whose_spend_is_under_way(tmp_path: Path) -> None:
+    """Two copies of one fresh token at once: the second is refused at once, so a node
+    never works twice for one token, however many copies arrive together."""
+    store = SqliteSpendStore(tmp_path / "spent.db")
+    conn = HeldConnection(store._conn, fail_commits=set())
+    store._conn = conn  # type: ignore[assignment]
+    token = ids(1)[0]
+    try:
+        async def run() -> tuple[bool, bool, bool]:
+            first = await store.reserve_async(token, EOL, NOW)
+            assert await asyncio.to_thread(conn.entered.wait, 10)  # being written now
+            copies = [await store.reserve_async(token, EOL, NOW) for _ in range(16)]
+            refused_at_once = all(c.done() and c.result() is False for c in copies)
+            conn.release.set()
+            return await first, refused_at_once, (await store.reserve_async(
+                token, EOL, NOW)).result()
+
+        assert asyncio.run(run()) == (True, True, False)
+    finally:
+        store.close()
+
+
+def test_a_reserved_spend_is_acknowledged_only_once_durable(tmp_path: Path) -> None:
+    path = tmp_path / "spent.db"
+    store = SqliteSpendStore(path)
+    conn = HeldConnection(store._conn, fail_commits={1})
+    store._conn = conn  # type: ignore[assignment]
+    try:
+        async def run() -> BaseException | bool:
+            spending = await store.reserve_async(b"t", EOL, NOW)
+            assert await asyncio.to_thread(conn.entered.wait, 10)
+            assert not spending.done()  # the request goes on; its answer waits for this
+            conn.release.set()
+            try:
+                return await spending
+            except SpendStoreUnavailable as exc:
+                return exc
+
+        assert isinstance(asyncio.run(run()), SpendStoreUnavailable)  # the commit failed
+        # nothing kept, nothing left pending: the token is spendable again
+        assert asyncio.run(spend_all(store, [b"t"])) == [True]
+    finally:
+        store.close()

@@ -337,7 +337,13 @@ def create_app(config: GatewayConfig) -> PostRoute:
         refusal = await core.admit(opened, now)
         if refusal is not None:
             return refusal
-        route = core.route(opened.inner, now)
+        answer = await route_answer(opened.inner, now)
+        # The token's spend was written meanwhile; the answer leaves only once it is durable.
+        refused = await core.settle(opened)
+        return answer if refused is None else refused
+
+    async def route_answer(request: bhttp.Request, now: float) -> bhttp.Response:
+        route = core.route(request, now)
         if isinstance(route, bhttp.Response):
             return route
         if isinstance(route, ListNodes):

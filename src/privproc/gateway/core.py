@@ -7,9 +7,11 @@ Tests drive the core directly with bytes, a fake clock, fake stores and keys.
 - :meth:`GatewayCore.open` decapsulates an OHTTP request (RFC 9458 errors: 415, 422 with
   the ``ohttp-key`` problem, a bare 400 for anything that does not open) and decodes the
   inner Binary HTTP request (a malformed one gets a sealed 400).
-- :meth:`GatewayCore.admit` checks the inner ``Date`` and the replay store, then redeems
-  the Privacy Pass token (refusals are sealed, except a replay: the replayed bytes were
-  already answered once).
+- :meth:`GatewayCore.admit` checks the inner ``Date`` and the replay store, then checks
+  the Privacy Pass token and starts its spend (refusals are sealed, except a replay: the
+  replayed bytes were already answered once); :meth:`GatewayCore.settle` waits for the
+  spend to be durable before the answer may leave (the spend is written while the
+  request is forwarded).
 - :meth:`GatewayCore.route` says where the request goes: the upstream origin, the node
   list, one registered node (by an id of the safe form only), or a local answer.
 - :meth:`GatewayCore.node_answer` passes back only what a node may say: a sealed
@@ -20,6 +22,7 @@ Tests drive the core directly with bytes, a fake clock, fake stores and keys.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +74,7 @@ class Opened:
     inner: bhttp.Request | None = None
     answer: bhttp.Response | None = None  # a sealed refusal, when ``inner`` is None
     refused: str = ""  # why admit() refused it (content-free, for the log)
+    spending: asyncio.Future[bool] | None = None  # the token's spend, being written
 
 
 @dataclass(frozen=True)
@@ -154,12 +158,24 @@ class GatewayCore:
         if verdict is Verdict.REPLAYED:
             return OuterAnswer(400, "replayed request", log="replayed request")
         if self.redeemer is not None:
-            forwarded, refusal = await self.redeemer.redeem(opened.inner, now)
+            forwarded, refusal, opened.spending = await self.redeemer.begin(opened.inner,
+                                                                            now)
             if refusal is not None:
                 opened.refused = refusal.reason
                 return refusal.response
             opened.inner = forwarded
         return None
+
+    async def settle(self, opened: Opened) -> bhttp.Response | None:
+        """Once the answer is ready: None if the token's spend is durable, else the
+        refusal to send instead of the answer (which must not leave the gateway)."""
+        if self.redeemer is None or opened.spending is None:
+            return None
+        refusal = await self.redeemer.finish(opened.spending)
+        if refusal is None:
+            return None
+        opened.refused = refusal.reason
+        return refusal.response
 
     def route(self, request: bhttp.Request, now: float) -> Route:
         path = request.path.decode("latin-1")

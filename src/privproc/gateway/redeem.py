@@ -17,6 +17,7 @@ privately verifiable). See :mod:`privproc.issuer.keystore` for the file.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -128,6 +129,17 @@ class Redeemer:
     async def redeem(self, inner: bhttp.Request, now: float
                      ) -> tuple[bhttp.Request, Refusal | None]:
         """Check and spend the request's token; returns the request to forward."""
+        forwarded, refusal, spending = await self.begin(inner, now)
+        if refusal is None and spending is not None:
+            refusal = await self.finish(spending)
+        return forwarded, refusal
+
+    async def begin(self, inner: bhttp.Request, now: float
+                    ) -> tuple[bhttp.Request, Refusal | None, asyncio.Future[bool] | None]:
+        """Check the request's token and start its spend: the request to forward, a
+        refusal, or the spend under way, whose outcome :meth:`finish` turns into a
+        refusal or None. A token found spent already is refused here, before anything is
+        forwarded (:meth:`SpendStore.reserve_async`)."""
         values = [f.value for f in inner.headers if f.name == b"authorization"]
         forwarded = bhttp.Request(
             method=inner.method, scheme=inner.scheme, authority=inner.authority,
@@ -135,30 +147,44 @@ class Redeemer:
             headers=tuple(f for f in inner.headers if f.name != b"authorization"),
         )
         if len(values) != 1:
-            return forwarded, self._refuse(401, "a Privacy Pass token is required")
+            return forwarded, self._refuse(401, "a Privacy Pass token is required"), None
         try:
             token = pp.parse_authorization(values[0].decode("latin-1"))
         except pp.PrivacyPassError:
-            return forwarded, self._refuse(401, "malformed Privacy Pass token")
+            return forwarded, self._refuse(401, "malformed Privacy Pass token"), None
         challenge = self.challenges.get(token.token_type)
         key = self.source.lookup(token.token_key_id, now)
         if challenge is None or key is None or key.token_type != token.token_type:
-            return forwarded, self._refuse(401, "token from an unknown issuer key")
+            return forwarded, self._refuse(401, "token from an unknown issuer key"), None
         try:
             # In the event loop: a type 0x0002 check takes tens of microseconds, and a
             # type 0x0001 one holds the GIL throughout, so a thread would add only a hop.
             pp.verify_token(token, {token.token_key_id: key.verification_key},
                             challenge_digest=self.digests[token.token_type])
         except pp.PrivacyPassError:
-            return forwarded, self._refuse(401, "invalid Privacy Pass token")
+            return forwarded, self._refuse(401, "invalid Privacy Pass token"), None
         token_id = hashlib.sha256(
             token.token_type.to_bytes(2, "big") + token.token_key_id + token.nonce
         ).digest()
         try:
-            first = await self.config.spend_store.spend_async(token_id, key.end_of_life, now)
+            spending = await self.config.spend_store.reserve_async(token_id,
+                                                                  key.end_of_life, now)
         except SpendStoreUnavailable as exc:
             log.warning("double-spend store unavailable: %s", exc)
-            return forwarded, self._refuse(503, "token store unavailable")
+            return forwarded, self._refuse(503, "token store unavailable"), None
+        if spending.done() and spending.exception() is None and not spending.result():
+            return forwarded, self._refuse(401, "token already spent"), None
+        return forwarded, None, spending
+
+    async def finish(self, spending: asyncio.Future[bool]) -> Refusal | None:
+        """The spend's durable outcome: None for the token's first spend, else the
+        refusal (the answer computed meanwhile must then be dropped)."""
+        try:
+            # shielded: a request whose client left still sees its spend written
+            first = await asyncio.shield(spending)
+        except SpendStoreUnavailable as exc:
+            log.warning("double-spend store unavailable: %s", exc)
+            return self._refuse(503, "token store unavailable")
         if not first:
-            return forwarded, self._refuse(401, "token already spent")
-        return forwarded, None
+            return self._refuse(401, "token already spent")
+        return None

@@ -14,6 +14,15 @@ before its batch is durable (SQLite: committed; Redis: answered), a batch that f
 fails every spend in it, and two spends of one token in one batch are decided in order
 inside it (the second is refused). Batching adds no wait: a batch is whatever queued
 while the previous one was being written, so one spend alone is written at once.
+
+**Overlap.** ``await reserve_async(...)`` starts a spend and returns a future of its
+durable outcome as soon as the token is known not to be spent already, so the gateway
+can forward the request while the spend is written (the fsync, about half a millisecond
+here, then costs no latency) and release the answer only once it is durable. Only a
+token never seen before gets that far: SQLite looks the token up (a read of the
+committed records, no fsync) and in the spends under way, and refuses a token found in
+either before anything is forwarded, so a replayed token costs a node no work. Redis
+decides the spend within ``reserve_async`` (its ``SET NX`` is the look-up).
 """
 
 from __future__ import annotations
@@ -50,6 +59,12 @@ class SpendStore(Protocol):
         """:meth:`spend` for a coroutine: the event loop goes on while it is written."""
         ...
 
+    async def reserve_async(self, token_id: bytes, expires_at: int, now: float
+                            ) -> asyncio.Future[bool]:
+        """Start the spend; the future's result is :meth:`spend`'s, once durable (see
+        the module: a token already spent is refused before this returns)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -82,6 +97,12 @@ def _settle(pairs: Sequence[tuple[_Waiter, bool | None]], error: str) -> None:
             waiter.future.set_exception(SpendStoreUnavailable(error))
         else:
             waiter.future.set_result(result)
+
+
+def _decided(first: bool) -> asyncio.Future[bool]:
+    future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    future.set_result(first)
+    return future
 
 
 class GroupCommitter:
@@ -120,10 +141,14 @@ class GroupCommitter:
         return future.result()
 
     async def spend_async(self, spend: Spend) -> bool:
+        return await self.submit(spend)
+
+    def submit(self, spend: Spend) -> asyncio.Future[bool]:
+        """Queue ``spend``; the running loop's future of its outcome."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._put(_Waiter(spend, future, loop))
-        return await future
+        return future
 
     def close(self) -> None:
         """Write what is queued, then stop the writer."""
@@ -191,10 +216,16 @@ class SqliteSpendStore:
             self._conn.execute("PRAGMA synchronous=FULL")  # every commit is fsynced
             self._conn.execute("CREATE TABLE IF NOT EXISTS spent (token_id BLOB PRIMARY KEY,"
                                " expires_at INTEGER NOT NULL)")
+            # Look-ups before a spend (reserve_async) read on a connection of their own:
+            # in WAL mode a read neither waits for the writer nor makes it wait.
+            self._reader = sqlite3.connect(path, isolation_level=None,
+                                           check_same_thread=False, timeout=30)
         except sqlite3.Error as exc:
             raise SpendStoreUnavailable(f"spend database error: {exc}") from None
         self._spends = 0
         self._writer = GroupCommitter(self._write, "spend-writer", max_batch)
+        self._pending: set[bytes] = set()  # reserved, not yet written
+        self._pending_lock = threading.Lock()
 
     @property
     def writer(self) -> GroupCommitter:
@@ -226,9 +257,31 @@ class SqliteSpendStore:
     async def spend_async(self, token_id: bytes, expires_at: int, now: float) -> bool:
         return await self._writer.spend_async(Spend(token_id, expires_at, now))
 
+    async def reserve_async(self, token_id: bytes, expires_at: int, now: float
+                            ) -> asyncio.Future[bool]:
+        with self._pending_lock:
+            if token_id in self._pending:
+                return _decided(False)
+            try:
+                spent = self._reader.execute("SELECT 1 FROM spent WHERE token_id = ?",
+                                             (token_id,)).fetchone() is not None
+            except sqlite3.Error as exc:
+                raise SpendStoreUnavailable(f"spend database error: {exc}") from None
+            if spent:
+                return _decided(False)
+            self._pending.add(token_id)
+        future = self._writer.submit(Spend(token_id, expires_at, now))
+        future.add_done_callback(lambda _: self._unpend(token_id))
+        return future
+
+    def _unpend(self, token_id: bytes) -> None:
+        with self._pending_lock:
+            self._pending.discard(token_id)
+
     def close(self) -> None:
         self._writer.close()
         self._conn.close()
+        self._reader.close()
 
 
 class RedisSpendStore:
@@ -267,6 +320,10 @@ class RedisSpendStore:
 
     async def spend_async(self, token_id: bytes, expires_at: int, now: float) -> bool:
         return await self._writer.spend_async(Spend(token_id, expires_at, now))
+
+    async def reserve_async(self, token_id: bytes, expires_at: int, now: float
+                            ) -> asyncio.Future[bool]:
+        return _decided(await self.spend_async(token_id, expires_at, now))
 
     def close(self) -> None:
         self._writer.close()
