@@ -68,10 +68,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # A timer that fires before a later deadline re-arms itself (see _expired).
 
     def _disarm(self) -> None:
+        # The timer stays: on a kept-alive connection the next request re-arms it for a
+        # later deadline without a new timer (one timer per connection and timeout,
+        # not two timer calls per request); fired while idle, it ends itself.
         self._phase = _IDLE
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _expired(self) -> None:
         self._timer = None
@@ -103,7 +103,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(_HEADERS, self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._phase = _IDLE
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:

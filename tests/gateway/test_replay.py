@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from privproc.client.ohttp import seal_request
 from privproc.gateway.core import GatewayCore, Opened, OuterAnswer
@@ -47,6 +50,23 @@ def test_parse_http_date() -> None:
     assert parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT") == 784111777.0
     assert parse_http_date(b"yesterday") is None
     assert parse_http_date(b"\xff") is None
+    assert parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT") == 784111777.0  # obsolete
+    for impossible in (b"Mon, 31 Feb 2026 10:00:00 GMT", b"Mon, 02 Feb 2026 24:00:00 GMT",
+                       b"Mon, 02 Feb 2026 10:00:60 GMT", b"Mon, 00 Feb 2026 10:00:00 GMT"):
+        assert parse_http_date(impossible) is None
+
+
+@given(st.integers(min_value=0, max_value=253402300799))
+def test_the_fast_date_path_agrees_with_the_standard_library(seconds: int) -> None:
+    value = formatdate(seconds, usegmt=True)
+    assert parse_http_date(value.encode()) == parsedate_to_datetime(value).timestamp()
+
+
+@given(st.binary(max_size=40) | st.text(alphabet="0123456789 :,ADFGJMNOSTWabceghilnoprtuvy",
+                                        max_size=40).map(str.encode))
+def test_any_date_value_parses_or_is_refused(value: bytes) -> None:
+    parsed = parse_http_date(value)
+    assert parsed is None or isinstance(parsed, float)
 
 
 def test_sqlite_guard_judges_as_the_memory_one_and_prunes(tmp_path: Path) -> None:

@@ -254,11 +254,10 @@ def test_redis_pipeline_refuses_the_second_spend_of_a_token() -> None:
         client.close()
 
 
-# -- reserve: the spend written while the request is forwarded --------------------------
+# -- reserve: the spend decided before it is durable, made durable while forwarding -------
 
 
-def test_reserve_refuses_a_spent_token_before_it_returns(store: SpendStore) -> None:
-    """SQLite looks the token up without writing; Redis's look-up is its SET NX."""
+def test_reserve_decides_a_spent_token_before_it_returns(store: SpendStore) -> None:
     token = ids(1)[0]
 
     async def run() -> tuple[bool, bool, bool]:
@@ -267,52 +266,94 @@ def test_reserve_refuses_a_spent_token_before_it_returns(store: SpendStore) -> N
         again = await store.reserve_async(token, EOL, NOW)
         return first, again.done(), again.result()
 
-    batches = store.writer.batches  # type: ignore[attr-defined]
-    assert asyncio.run(run()) == (True, True, False)  # decided before forwarding
-    writes = 1 if isinstance(store, SqliteSpendStore) else 2
-    assert store.writer.batches == batches + writes  # type: ignore[attr-defined]
+    assert asyncio.run(run()) == (True, True, False)  # refused before forwarding
 
 
-def test_reserve_refuses_a_token_whose_spend_is_under_way(tmp_path: Path) -> None:
-    """Two copies of one fresh token at once: the second is refused at once, so a node
-    never works twice for one token, however many copies arrive together."""
+class GatedCommit:
+    """An SQLite connection whose ``COMMIT`` waits for :attr:`gate` (and fails while
+    :attr:`fail` is set)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+        self.fail = False
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            self.waiting.set()
+            assert self.gate.wait(10)
+            if self.fail:
+                raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, params)
+
+
+def gated(tmp_path: Path) -> tuple[SqliteSpendStore, GatedCommit]:
     store = SqliteSpendStore(tmp_path / "spent.db")
-    conn = HeldConnection(store._conn, fail_commits=set())
+    conn = GatedCommit(store._conn)
     store._conn = conn  # type: ignore[assignment]
-    token = ids(1)[0]
-    try:
-        async def run() -> tuple[bool, bool, bool]:
-            first = await store.reserve_async(token, EOL, NOW)
-            assert await asyncio.to_thread(conn.entered.wait, 10)  # being written now
-            copies = [await store.reserve_async(token, EOL, NOW) for _ in range(16)]
-            refused_at_once = all(c.done() and c.result() is False for c in copies)
-            conn.release.set()
-            return await first, refused_at_once, (await store.reserve_async(
-                token, EOL, NOW)).result()
+    return store, conn
 
-        assert asyncio.run(run()) == (True, True, False)
+
+def test_a_reserved_spend_is_decided_before_its_commit_and_acknowledged_after(
+        tmp_path: Path) -> None:
+    store, conn = gated(tmp_path)
+    try:
+        async def run() -> bool:
+            spending = await store.reserve_async(b"t", EOL, NOW)  # returns before the fsync
+            assert await asyncio.to_thread(conn.waiting.wait, 10)
+            assert not spending.done()  # the request goes on; its answer waits for this
+            conn.gate.set()
+            return await spending
+
+        assert asyncio.run(run()) is True
     finally:
         store.close()
 
 
-def test_a_reserved_spend_is_acknowledged_only_once_durable(tmp_path: Path) -> None:
-    path = tmp_path / "spent.db"
-    store = SqliteSpendStore(path)
-    conn = HeldConnection(store._conn, fail_commits={1})
-    store._conn = conn  # type: ignore[assignment]
+def test_copies_of_a_token_being_spent_are_refused_before_forwarding(tmp_path: Path) -> None:
+    """Copies arriving while the first spend of their token is being committed: each is
+    decided "not first" (so a node works once, however many copies come)."""
+    store, conn = gated(tmp_path)
+    token = ids(1)[0]
+    try:
+        async def run() -> tuple[bool, list[tuple[bool, bool]]]:
+            first = await store.reserve_async(token, EOL, NOW)
+            assert await asyncio.to_thread(conn.waiting.wait, 10)
+            copies = [asyncio.ensure_future(store.reserve_async(token, EOL, NOW))
+                      for _ in range(16)]
+            await asyncio.sleep(0)
+            conn.gate.set()
+            decided = [await c for c in copies]
+            return await first, [(d.done(), d.result()) for d in decided]
+
+        first, copies = asyncio.run(run())
+        assert first is True and copies == [(True, False)] * 16
+    finally:
+        store.close()
+
+
+def test_a_failed_commit_fails_the_spend_and_keeps_nothing(tmp_path: Path) -> None:
+    store, conn = gated(tmp_path)
+    conn.gate.set()
+    conn.fail = True
     try:
         async def run() -> BaseException | bool:
-            spending = await store.reserve_async(b"t", EOL, NOW)
-            assert await asyncio.to_thread(conn.entered.wait, 10)
-            assert not spending.done()  # the request goes on; its answer waits for this
-            conn.release.set()
+            spending = await store.reserve_async(b"t", EOL, NOW)  # decided: first
             try:
                 return await spending
             except SpendStoreUnavailable as exc:
                 return exc
 
-        assert isinstance(asyncio.run(run()), SpendStoreUnavailable)  # the commit failed
-        # nothing kept, nothing left pending: the token is spendable again
-        assert asyncio.run(spend_all(store, [b"t"])) == [True]
+        assert isinstance(asyncio.run(run()), SpendStoreUnavailable)  # never acknowledged
+        conn.fail = False
+        assert asyncio.run(spend_all(store, [b"t"])) == [True]  # nothing was kept
     finally:
         store.close()

@@ -180,8 +180,8 @@ class Redeemer:
         """The spend's durable outcome: None for the token's first spend, else the
         refusal (the answer computed meanwhile must then be dropped)."""
         try:
-            # shielded: a request whose client left still sees its spend written
-            first = await asyncio.shield(spending)
+            # (A request cancelled here cancels only its wait: the spend is written.)
+            first = await spending
         except SpendStoreUnavailable as exc:
             log.warning("double-spend store unavailable: %s", exc)
             return self._refuse(503, "token store unavailable")

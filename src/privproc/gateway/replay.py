@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import sqlite3
 import threading
 from collections import deque
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -30,8 +32,26 @@ class Verdict(enum.Enum):
     BAD_DATE = "bad-date"
 
 
+_IMF_FIXDATE = re.compile(
+    rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    rb" (\d{4}) (\d\d):(\d\d):(\d\d) GMT")
+_MONTHS = {m: i for i, m in enumerate(
+    (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+     b"Dec"), start=1)}
+
+
 def parse_http_date(value: bytes) -> float | None:
-    """An HTTP ``Date`` value as seconds since the epoch, or None if malformed."""
+    """An HTTP ``Date`` value as seconds since the epoch, or None if malformed. The
+    preferred form (RFC 9110 IMF-fixdate, what clients send) is read directly; the
+    obsolete ones through :mod:`email.utils`."""
+    fixed = _IMF_FIXDATE.fullmatch(value)
+    if fixed is not None:
+        day, month, year, hour, minute, second = fixed.groups()
+        try:
+            return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute),
+                            int(second), tzinfo=UTC).timestamp()
+        except ValueError:  # 31 Feb, 25:00, a leap second
+            return None
     try:
         return parsedate_to_datetime(value.decode("ascii")).timestamp()
     except (ValueError, TypeError, UnicodeDecodeError):

@@ -15,14 +15,15 @@ fails every spend in it, and two spends of one token in one batch are decided in
 inside it (the second is refused). Batching adds no wait: a batch is whatever queued
 while the previous one was being written, so one spend alone is written at once.
 
-**Overlap.** ``await reserve_async(...)`` starts a spend and returns a future of its
-durable outcome as soon as the token is known not to be spent already, so the gateway
-can forward the request while the spend is written (the fsync, about half a millisecond
-here, then costs no latency) and release the answer only once it is durable. Only a
-token never seen before gets that far: SQLite looks the token up (a read of the
-committed records, no fsync) and in the spends under way, and refuses a token found in
-either before anything is forwarded, so a replayed token costs a node no work. Redis
-decides the spend within ``reserve_async`` (its ``SET NX`` is the look-up).
+**Overlap.** ``await reserve_async(...)`` returns once the spend is *decided* (SQLite:
+its batch's inserts are done, before the commit's fsync; Redis: answered) with a future
+of its *durable* outcome, so the gateway can forward the request while the spend is
+made durable (the fsync, about half a millisecond here, then costs no latency) and
+release the answer only once it is. A token spent already, or earlier in the same
+batch, is decided "not first" and refused before anything is forwarded, so a replayed
+token costs a node no work. A batch written after an earlier one sees its inserts only
+once that one is committed (one writer, one batch at a time): a second copy of a token
+whose first spend failed to commit is then a first spend.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import math
 import queue
 import sqlite3
@@ -76,27 +78,44 @@ class Spend:
 
 
 class _Waiter:
-    """Where one spend's outcome goes: a thread's future or an event loop's future."""
+    """Where one spend's outcome goes: a thread's future or an event loop's future (and,
+    for :meth:`GroupCommitter.submit`, the loop's future of the decision before the
+    commit)."""
 
-    __slots__ = ("future", "loop", "spend")
+    __slots__ = ("decided", "future", "loop", "spend")
 
     def __init__(self, spend: Spend,
                  future: concurrent.futures.Future[bool] | asyncio.Future[bool],
-                 loop: asyncio.AbstractEventLoop | None) -> None:
+                 loop: asyncio.AbstractEventLoop | None,
+                 decided: asyncio.Future[bool] | None = None) -> None:
         self.spend = spend
         self.future = future
         self.loop = loop
+        self.decided = decided
+
+
+# write(batch, decided): records the batch durably and returns one bool per spend; calls
+# decided(results) once they are known and before they are durable (or not at all).
+Write = Callable[[list[Spend], Callable[[list[bool]], None]], list[bool]]
 
 
 def _settle(pairs: Sequence[tuple[_Waiter, bool | None]], error: str) -> None:
-    """Set each future: its result, or (None) a :class:`SpendStoreUnavailable`."""
+    """Set each future: its result, or (None) a :class:`SpendStoreUnavailable`; a
+    decision not announced before is announced with it."""
     for waiter, result in pairs:
-        if waiter.future.done():  # an awaiting request was cancelled (its client left)
-            continue
-        if result is None:
-            waiter.future.set_exception(SpendStoreUnavailable(error))
-        else:
-            waiter.future.set_result(result)
+        for future in (waiter.decided, waiter.future):
+            if future is None or future.done():  # announced, or its request cancelled
+                continue
+            if result is None:
+                future.set_exception(SpendStoreUnavailable(error))
+            else:
+                future.set_result(result)
+
+
+def _announce(pairs: Sequence[tuple[_Waiter, bool]]) -> None:
+    for waiter, result in pairs:
+        if waiter.decided is not None and not waiter.decided.done():
+            waiter.decided.set_result(result)
 
 
 def _decided(first: bool) -> asyncio.Future[bool]:
@@ -108,13 +127,13 @@ def _decided(first: bool) -> asyncio.Future[bool]:
 class GroupCommitter:
     """One writer thread that writes queued spends in batches with ``write``.
 
-    ``write(batch)`` returns one bool per spend (first spend or not), in order, once the
-    whole batch is durable, or raises :class:`SpendStoreUnavailable` (then every spend of
-    the batch fails). Each loop's waiters are woken with one call per batch.
+    ``write(batch, decided)`` returns one bool per spend (first spend or not), in order,
+    once the whole batch is durable, or raises :class:`SpendStoreUnavailable` (then every
+    spend of the batch fails); it may call ``decided(results)`` before the batch is
+    durable. Each loop's waiters are woken with one call per batch and phase.
     """
 
-    def __init__(self, write: Callable[[list[Spend]], list[bool]], name: str,
-                 max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, write: Write, name: str, max_batch: int = MAX_BATCH) -> None:
         self._write = write
         self._name = name
         self.max_batch = max_batch
@@ -141,14 +160,19 @@ class GroupCommitter:
         return future.result()
 
     async def spend_async(self, spend: Spend) -> bool:
-        return await self.submit(spend)
-
-    def submit(self, spend: Spend) -> asyncio.Future[bool]:
-        """Queue ``spend``; the running loop's future of its outcome."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._put(_Waiter(spend, future, loop))
-        return future
+        return await future
+
+    def submit(self, spend: Spend) -> tuple[asyncio.Future[bool], asyncio.Future[bool]]:
+        """Queue ``spend``; the running loop's futures of its decision (before the
+        commit) and of its durable outcome."""
+        loop = asyncio.get_running_loop()
+        decided: asyncio.Future[bool] = loop.create_future()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._put(_Waiter(spend, future, loop, decided))
+        return decided, future
 
     def close(self) -> None:
         """Write what is queued, then stop the writer."""
@@ -178,7 +202,8 @@ class GroupCommitter:
                 batch.append(item)
             outcome: list[bool] | str
             try:
-                outcome = self._write([w.spend for w in batch])
+                outcome = self._write([w.spend for w in batch],
+                                      functools.partial(self._decided, batch))
                 if len(outcome) != len(batch):
                     outcome = "the spend store answered for the wrong number of tokens"
             except SpendStoreUnavailable as exc:
@@ -188,6 +213,17 @@ class GroupCommitter:
             self.batches += 1
             self.largest = max(self.largest, len(batch))
             self._wake(batch, outcome)
+
+    @staticmethod
+    def _decided(batch: list[_Waiter], results: list[bool]) -> None:
+        """Announce each decision to the loops that asked for it (one call per loop)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Waiter, bool]]] = {}
+        for waiter, result in zip(batch, results, strict=True):
+            if waiter.decided is not None and waiter.loop is not None:
+                by_loop.setdefault(waiter.loop, []).append((waiter, result))
+        for loop, pairs in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits now
+                loop.call_soon_threadsafe(_announce, pairs)
 
     @staticmethod
     def _wake(batch: list[_Waiter], outcome: list[bool] | str) -> None:
@@ -216,29 +252,26 @@ class SqliteSpendStore:
             self._conn.execute("PRAGMA synchronous=FULL")  # every commit is fsynced
             self._conn.execute("CREATE TABLE IF NOT EXISTS spent (token_id BLOB PRIMARY KEY,"
                                " expires_at INTEGER NOT NULL)")
-            # Look-ups before a spend (reserve_async) read on a connection of their own:
-            # in WAL mode a read neither waits for the writer nor makes it wait.
-            self._reader = sqlite3.connect(path, isolation_level=None,
-                                           check_same_thread=False, timeout=30)
         except sqlite3.Error as exc:
             raise SpendStoreUnavailable(f"spend database error: {exc}") from None
         self._spends = 0
         self._writer = GroupCommitter(self._write, "spend-writer", max_batch)
-        self._pending: set[bytes] = set()  # reserved, not yet written
-        self._pending_lock = threading.Lock()
 
     @property
     def writer(self) -> GroupCommitter:
         return self._writer
 
-    def _write(self, batch: list[Spend]) -> list[bool]:
-        """Insert ``batch`` in one transaction (runs on the writer thread only)."""
+    def _write(self, batch: list[Spend], decided: Callable[[list[bool]], None]
+               ) -> list[bool]:
+        """Insert ``batch`` in one transaction (runs on the writer thread only); the
+        decisions are announced between the inserts and the commit."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             first = [conn.execute(
                 "INSERT OR IGNORE INTO spent (token_id, expires_at) VALUES (?, ?)",
                 (s.token_id, s.expires_at)).rowcount == 1 for s in batch]
+            decided(first)
             before, self._spends = self._spends, self._spends + len(batch)
             if before // PURGE_EVERY != self._spends // PURGE_EVERY:
                 oldest_now = min(s.now for s in batch)
@@ -259,29 +292,14 @@ class SqliteSpendStore:
 
     async def reserve_async(self, token_id: bytes, expires_at: int, now: float
                             ) -> asyncio.Future[bool]:
-        with self._pending_lock:
-            if token_id in self._pending:
-                return _decided(False)
-            try:
-                spent = self._reader.execute("SELECT 1 FROM spent WHERE token_id = ?",
-                                             (token_id,)).fetchone() is not None
-            except sqlite3.Error as exc:
-                raise SpendStoreUnavailable(f"spend database error: {exc}") from None
-            if spent:
-                return _decided(False)
-            self._pending.add(token_id)
-        future = self._writer.submit(Spend(token_id, expires_at, now))
-        future.add_done_callback(lambda _: self._unpend(token_id))
-        return future
-
-    def _unpend(self, token_id: bytes) -> None:
-        with self._pending_lock:
-            self._pending.discard(token_id)
+        decided, durable = self._writer.submit(Spend(token_id, expires_at, now))
+        if not await decided:  # raises if the batch failed before its inserts were done
+            return _decided(False)
+        return durable
 
     def close(self) -> None:
         self._writer.close()
         self._conn.close()
-        self._reader.close()
 
 
 class RedisSpendStore:
@@ -301,7 +319,9 @@ class RedisSpendStore:
     def writer(self) -> GroupCommitter:
         return self._writer
 
-    def _write(self, batch: list[Spend]) -> list[bool]:
+    def _write(self, batch: list[Spend], decided: Callable[[list[bool]], None]
+               ) -> list[bool]:
+        """One pipeline: decided once answered, and then also durable."""
         pipe = self._client.pipeline(transaction=False)
         for s in batch:
             # Round up, and keep the record a little past the key's end of life, so that
