@@ -22,10 +22,14 @@ from privproc.client.errors import (
     TransportError,
 )
 from privproc.client.sdk import (
+    HEDGE_FACTOR,
+    HEDGE_SAMPLES,
     MAX_BACKOFF,
+    MIN_HEDGE_SECONDS,
     UNAVAILABLE_RETRY_SECONDS,
     NodeList,
     PrivateProcessingClient,
+    _Latencies,
 )
 from privproc.client.transparency import VerifiedNode
 from privproc.wire import bhttp, hpke, inner, ohttp
@@ -105,13 +109,11 @@ def client_for(nodes: list[FakeNode], **kwargs: Any
     client._verified = {n.node_id: n.verified for n in nodes}
     client._monotonic = clock.monotonic
     client._sleep = clock.sleep
-    hung = {n.node_id for n in nodes if n.behaviour == "hang"}
-
     def spawn(node_id: str, send: Any) -> concurrent.futures.Future[Any]:
         # Runs at once; a hung node's answer never comes (its token is spent all the same).
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         result = send()
-        if node_id not in hung:
+        if relay.nodes[node_id].behaviour != "hang":
             future.set_result(result)
         return future
 
@@ -194,6 +196,43 @@ def test_the_first_call_to_a_hung_node_is_hedged_and_its_answer_clears_the_mark(
     late.set_result(bhttp.Response(status=200, headers=(), content=b""))
     client._answered("hung", late)  # the node answered after all: no longer avoided
     assert "hung" not in client._slow
+
+
+def test_the_hedge_comes_sooner_once_answer_times_are_known() -> None:
+    """A node stopped (SIGSTOP) under a fast workload costs a call about a second, not
+    per_node_timeout: the hedge delay follows the answer times seen so far."""
+    a, b = FakeNode("a", 1), FakeNode("b", 2)
+    client, _relay, clock = client_for([a, b], per_node_timeout=30.0)
+    client._choose = lambda choices: next(  # type: ignore[method-assign]
+        (n for n in choices if n.node_id == "a"), choices[0])
+    a.behaviour = "hang"
+    assert client.summarize(CHAT).output == ["b"]
+    assert clock.now == pytest.approx(30.0)  # nothing known yet: per_node_timeout
+    a.behaviour = "ok"
+    client._slow.clear()
+    for _ in range(HEDGE_SAMPLES):
+        client.summarize(CHAT)  # answers come at once here
+    a.behaviour = "hang"
+    started = clock.now
+    assert client.summarize(CHAT).output == ["b"]
+    assert clock.now - started == pytest.approx(MIN_HEDGE_SECONDS)
+    assert client.write("see you at noon", "funny").output == ["b"]  # no writes known yet
+    assert clock.now - started == pytest.approx(MIN_HEDGE_SECONDS + 30.0)
+
+
+def test_the_hedge_delay_follows_the_p95_of_recent_answers() -> None:
+    times = _Latencies()
+    for _ in range(HEDGE_SAMPLES - 1):
+        times.add(5.0)
+    assert times.hedge_after(30.0) == 30.0  # too few answers known
+    times.add(5.0)
+    assert times.hedge_after(30.0) == pytest.approx(HEDGE_FACTOR * 5.0)
+    for _ in range(200):
+        times.add(0.01)
+    assert times.hedge_after(30.0) == MIN_HEDGE_SECONDS  # never sooner than this
+    for _ in range(20):
+        times.add(60.0)  # slow answers now: the p95 follows, per_node_timeout caps it
+    assert times.hedge_after(30.0) == 30.0
 
 
 def test_a_call_whose_nodes_all_hang_ends_at_its_budget() -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import concurrent.futures
 import functools
 import http.client
@@ -149,6 +150,12 @@ MAX_BACKOFF = 2.0  # the longest wait after every node answered busy (before jit
 # most this long, within its budget. Each new request costs a token.
 UNAVAILABLE_RETRY_SECONDS = 15.0
 SLOW_AVOID_SECONDS = 60.0  # a node hedged away from is avoided until it answers, or this
+# The hedge comes sooner once the answers are known: after HEDGE_FACTOR times the 95th
+# percentile of the latest answers to calls of the same task (at least HEDGE_SAMPLES of
+# them), never before MIN_HEDGE_SECONDS (a hedge costs a token) nor after per_node_timeout.
+HEDGE_FACTOR = 4.0
+HEDGE_SAMPLES = 20
+MIN_HEDGE_SECONDS = 1.0
 _random = secrets.SystemRandom()
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -281,6 +288,29 @@ class _Attempt:
     ctx: ohttp.ClientResponseContext
     spent: list[pp.Token]
     future: concurrent.futures.Future[Any]
+    started: float  # monotonic
+
+
+class _Latencies:
+    """The latest answer times of one kind of call, and the hedge delay they suggest."""
+
+    def __init__(self, keep: int = 200) -> None:
+        self._times: collections.deque[float] = collections.deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._times.append(seconds)
+
+    def hedge_after(self, ceiling: float) -> float:
+        """:data:`HEDGE_FACTOR` x p95 of the latest answers, within
+        [:data:`MIN_HEDGE_SECONDS`, ``ceiling``]; ``ceiling`` until enough are known."""
+        with self._lock:
+            if len(self._times) < HEDGE_SAMPLES:
+                return ceiling
+            times = sorted(self._times)
+        p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+        return min(ceiling, max(MIN_HEDGE_SECONDS, HEDGE_FACTOR * p95))
 
 
 def _wait_any(futures: set[concurrent.futures.Future[Any]], timeout: float
@@ -402,6 +432,7 @@ class PrivateProcessingClient:
         self._retry_after = 1.0
         self.nodes_interval = NODES_REFRESH_SECONDS
         self._slow: dict[str, float] = {}  # node id -> avoided until (monotonic)
+        self._latencies: dict[inner.Task, _Latencies] = {}  # answer times, per task
         self.token_check_interval = TOKEN_CHECK_SECONDS
 
     @classmethod
@@ -742,7 +773,7 @@ class PrivateProcessingClient:
 
         future = self._spawn(node.node_id, send)
         future.add_done_callback(functools.partial(self._answered, node.node_id))
-        return _Attempt(node, nonce, ctx, spent, future)
+        return _Attempt(node, nonce, ctx, spent, future, self._monotonic())
 
     def _spawn(self, node_id: str, send: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         """Run ``send`` on a daemon thread; its future carries the answer or the error."""
@@ -767,15 +798,18 @@ class PrivateProcessingClient:
         - 503 (busy, with Retry-After) keeps the node verified; the call tries another,
           and when every node was busy waits a jittered backoff (bounded by what is left
           of the budget) and tries again, up to :data:`MAX_BUSY_RETRIES` busy answers.
-        - No answer within ``per_node_timeout``: the call also asks another verified
-          node (a hedge, a new sealed request and a new token) and takes the first
-          answer; later calls avoid the slow node until it answers (at most
-          :data:`SLOW_AVOID_SECONDS`) while another is available.
+        - No answer within ``per_node_timeout`` (or, once :data:`HEDGE_SAMPLES` calls of
+          this task have answered, within :data:`HEDGE_FACTOR` x the p95 of the latest
+          answer times if that is sooner, but at least :data:`MIN_HEDGE_SECONDS`): the
+          call also asks another verified node (a hedge, a new sealed request and a new
+          token) and takes the first answer; later calls avoid the slow node until it
+          answers (at most :data:`SLOW_AVOID_SECONDS`) while another is available.
         - Any other failure drops the node from the verified set (the background
           directory refresh brings it back if it verifies again).
         """
         deadline = self._monotonic() + self.timeout
         gateway = self._gateway_key()
+        latencies = self._latencies.setdefault(task, _Latencies())
         tried: set[str] = set()
         failures = busy = 0
         restarting = Backoff(self._monotonic(), UNAVAILABLE_RETRY_SECONDS, cap=MAX_BACKOFF)
@@ -816,8 +850,12 @@ class PrivateProcessingClient:
                 flying[attempt.future] = attempt
                 continue
             hedge = bool(untried) and len(flying) < MAX_PARALLEL
-            done = self._wait_any(set(flying), min(left, self.per_node_timeout)
-                                  if hedge else left)
+            hedge_after = latencies.hedge_after(self.per_node_timeout)
+            wait = left
+            if hedge:
+                first = min(a.started for a in flying.values())
+                wait = min(left, max(0.0, first + hedge_after - self._monotonic()))
+            done = self._wait_any(set(flying), wait)
             if not done:
                 if hedge and deadline - self._monotonic() > 0:
                     avoid = self._monotonic() + SLOW_AVOID_SECONDS
@@ -825,7 +863,7 @@ class PrivateProcessingClient:
                         self._slow[waiting.node.node_id] = avoid
                     node = self._choose(untried)
                     tried.add(node.node_id)
-                    self.progress(f"no answer from the node within {self.per_node_timeout:g} "
+                    self.progress(f"no answer from the node within {hedge_after:.3g} "
                                   f"s: also asking node {node.node_id}")
                     attempt = self._attempt(node, task, payload, deadline)
                     flying[attempt.future] = attempt
@@ -871,6 +909,7 @@ class PrivateProcessingClient:
                     failures += 1
                     last = exc
                     continue
+                latencies.add(self._monotonic() - attempt.started)
                 return Result(output.result, self._receipt(node, gateway, attempt.spent),
                               output.sources, output.flags)
         raise last or NoVerifiedNodeError({})
