@@ -17,7 +17,7 @@ does). Then:
 3. after recovery: each node's share of the traffic (target: within 20 % of an even share),
    tokens accepted twice (the last token of every successful request is sent again through
    the relay: each must be refused; must be 0), and the RSS of every service at start,
-   after warm-up and at the end.
+   after each load level, after each fault's window and at the end.
 
 ``--quick``: 5 s per load level and 10 s recovery windows. Each client is an SDK client
 started as an app starts it (``client.start()``: background refresh of the node
@@ -307,8 +307,7 @@ def bench(system: System, seconds: float, recovery: float, per_node_timeout: flo
               flush=True)
         for error, n in errors.most_common(3):
             print(f"|  | {n} x {error} | | | | | |")
-        if c == LEVELS[0]:
-            sample_rss("warm")
+        sample_rss(f"c={c}")
 
     print(f"\n2. faults under c = {FAULT_CLIENTS} (recovery window {recovery:.0f} s each)",
           flush=True)
@@ -340,6 +339,7 @@ def bench(system: System, seconds: float, recovery: float, per_node_timeout: flo
         marks.append((label, t0, at + window))
         at += window
         time.sleep(max(0.0, at - time.perf_counter()))
+        sample_rss(f"after {name}{' stop' if label.startswith('SIGSTOP') else ''}")
         if name == "log":
             publisher.stop.set()
             publisher.thread.join()
@@ -397,11 +397,13 @@ def bench(system: System, seconds: float, recovery: float, per_node_timeout: flo
     for client, _ in pool:
         client.close()
     sample_rss("end")
-    print("\n| service | RSS start MiB | after warm-up | end |")
-    print("|---|---:|---:|---:|")
+    # A process restarted by a fault starts again from its start-up size; each column is
+    # the process alive at that moment.
+    columns = list(next(iter(rss.values())))
+    print("\n| RSS MiB, sampled after | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
     for name, values in rss.items():
-        print(f"| {name} | " + " | ".join(f"{values.get(k, 0):.0f}"
-                                          for k in ("start", "warm", "end")) + " |")
+        print(f"| {name} | " + " | ".join(f"{values.get(k, 0):.0f}" for k in columns) + " |")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ class FakeNode:
                                   content=b"")
         if self.behaviour == "broken":
             return bhttp.Response(status=502, headers=(), content=b"")
+        if self.behaviour == "gone":  # the gateway no longer lists it
+            return bhttp.Response(status=404, headers=(), content=b"")
         plain, ctx = ohttp.GatewayKeys([self.key]).decapsulate_request(
             sealed, request_label=inner.REQUEST_LABEL, response_label=inner.RESPONSE_LABEL)
         request = inner.InnerRequest.decode(plain)
@@ -72,6 +74,7 @@ class FakeRelay:
         self.nodes = {n.node_id: n for n in nodes}
         self.sent: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
+        self.refreshes: list[int] = []  # directory refreshes the client asked for
 
     def request(self, method: str, path: str, *, headers: Any = (), content: bytes = b"",
                 spent: list[Any] | None = None, timeout: float | None = None
@@ -126,6 +129,7 @@ def client_for(nodes: list[FakeNode], **kwargs: Any
 
     client._spawn = spawn  # type: ignore[method-assign]
     client._wait_any = wait_any
+    client._refresh_nodes_soon = lambda: relay.refreshes.append(1)  # type: ignore[method-assign]
     return client, relay, clock
 
 
@@ -233,6 +237,29 @@ def test_the_hedge_delay_follows_the_p95_of_recent_answers() -> None:
     for _ in range(20):
         times.add(60.0)  # slow answers now: the p95 follows, per_node_timeout caps it
     assert times.hedge_after(30.0) == 30.0
+
+
+def test_a_node_the_directory_no_longer_lists_is_dropped_without_failing_the_call() -> None:
+    """A restarted node comes back under a new id: clients still holding the old one get
+    404 from the gateway. That call goes on with another node and the directory is asked
+    again; the call fails only if no node is left."""
+    gone, other, fine = FakeNode("gone", 1, "gone"), FakeNode("other", 2, "gone"), \
+        FakeNode("fine", 3)
+    client, relay, _ = client_for([gone, other, fine])
+    order = ["gone", "other", "fine"]
+    client._choose = lambda choices: min(  # type: ignore[method-assign]
+        choices, key=lambda n: order.index(n.node_id))
+    assert client.summarize(CHAT).output == ["fine"]  # two 404s are not two failures
+    assert [node_id for node_id, _ in relay.sent] == ["gone", "other", "fine"]
+    assert set(client._verified) == {"fine"} and len(relay.refreshes) == 2
+    fine.behaviour = "gone"  # none left: the call asks the directory itself, and fails
+
+    def directory() -> list[Any]:
+        raise NoVerifiedNodeError({"fine": "not offered"})
+
+    client.verified_nodes = directory  # type: ignore[method-assign]
+    with pytest.raises(NoVerifiedNodeError):
+        client.summarize(CHAT)
 
 
 def test_a_call_whose_nodes_all_hang_ends_at_its_budget() -> None:

@@ -433,6 +433,7 @@ class PrivateProcessingClient:
         self.nodes_interval = NODES_REFRESH_SECONDS
         self._slow: dict[str, float] = {}  # node id -> avoided until (monotonic)
         self._latencies: dict[inner.Task, _Latencies] = {}  # answer times, per task
+        self._refreshing_nodes = False
         self.token_check_interval = TOKEN_CHECK_SECONDS
 
     @classmethod
@@ -496,6 +497,24 @@ class PrivateProcessingClient:
             self.verified_nodes()
         except NoVerifiedNodeError as exc:
             self.progress(f"node directory: {exc}")
+
+    def _refresh_nodes_soon(self) -> None:
+        """:meth:`_refresh_nodes` on an attempt thread, now (one at a time)."""
+        with self._lock:
+            if self._refreshing_nodes:
+                return
+            self._refreshing_nodes = True
+
+        def refresh() -> None:
+            try:
+                with _contract():
+                    self._refresh_nodes()
+            except ClientError as exc:
+                self.progress(f"node directory refresh failed: {type(exc).__name__}: {exc}")
+            finally:
+                self._refreshing_nodes = False
+
+        _ATTEMPT_THREADS.submit(refresh)
 
     def _refill_tokens(self) -> None:
         challenge = self.ohttp.challenge
@@ -804,6 +823,9 @@ class PrivateProcessingClient:
           call also asks another verified node (a hedge, a new sealed request and a new
           token) and takes the first answer; later calls avoid the slow node until it
           answers (at most :data:`SLOW_AVOID_SECONDS`) while another is available.
+        - 404 (the directory no longer lists the node: it restarted under a new id, or
+          its registration lapsed) drops it and asks the directory again at once, in
+          the background; the call goes on with the other nodes.
         - Any other failure drops the node from the verified set (the background
           directory refresh brings it back if it verifies again).
         """
@@ -894,6 +916,14 @@ class PrivateProcessingClient:
                                   if f.name == b"retry-after"), b"1")
                     self._retry_after = float(retry) if retry.isdigit() else 1.0
                     last = NodeBusyError(f"node {node.node_id} is busy (503)")
+                    continue
+                if response.status == 404:
+                    # Not listed any more (a restarted node comes back under a new id):
+                    # the node list is stale, not the node broken. Ask the directory again
+                    # in the background; this call goes on with the other nodes.
+                    self._verified.pop(node.node_id, None)
+                    last = TransportError(f"node {node.node_id} is no longer listed (404)")
+                    self._refresh_nodes_soon()
                     continue
                 if response.status != 200:
                     failures += 1

@@ -163,7 +163,8 @@ def create_app(config: GatewayConfig) -> PostRoute:
     redeemer = Redeemer(config.redemption) if config.redemption is not None else None
     directory = config.directory
     core = GatewayCore(keys=keys.accepted,
-                       replay=config.replay or ReplayGuard(config.replay_window),
+                       replay=(config.replay if config.replay is not None
+                               else ReplayGuard(config.replay_window)),
                        redeemer=redeemer, directory=directory is not None,
                        max_node_answer=config.max_upstream_body)
     registrar = Registrar(directory.registrar) if directory is not None else None

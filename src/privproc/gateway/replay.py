@@ -71,7 +71,8 @@ class _Window:
 
 
 class ReplayGuard(_Window):
-    """Remembers recent request identifiers; refuses repeats and stale dates."""
+    """Remembers recent request identifiers (their SHA-256: an encapsulated key share is
+    1,120 bytes with the hybrid KEM); refuses repeats and stale dates."""
 
     def __init__(self, window_seconds: float = 60.0) -> None:
         super().__init__(window_seconds)
@@ -90,12 +91,13 @@ class ReplayGuard(_Window):
         self._expire(now)
         if self._bad_date(request_date, now):
             return Verdict.BAD_DATE
-        if request_id in self._seen:
+        key = hashlib.sha256(request_id).digest()
+        if key in self._seen:
             return Verdict.REPLAYED
-        self._seen.add(request_id)
+        self._seen.add(key)
         # A request dated d is acceptable until d + window; remember it that long, and
         # never less than the window from now so that clock skew cannot shorten it.
-        self._expiry.append((now + 2 * self.window, request_id))
+        self._expiry.append((now + 2 * self.window, key))
         return Verdict.FRESH
 
 
