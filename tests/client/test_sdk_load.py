@@ -25,6 +25,7 @@ from privproc.client.sdk import (
     HEDGE_FACTOR,
     HEDGE_SAMPLES,
     MAX_BACKOFF,
+    MAX_GONE,
     MIN_HEDGE_SECONDS,
     UNAVAILABLE_RETRY_SECONDS,
     NodeList,
@@ -200,6 +201,33 @@ def test_the_first_call_to_a_hung_node_is_hedged_and_its_answer_clears_the_mark(
     late.set_result(bhttp.Response(status=200, headers=(), content=b""))
     client._answered("hung", late)  # the node answered after all: no longer avoided
     assert "hung" not in client._slow
+
+
+def test_a_node_listed_again_after_a_gateway_restart_is_tried_again() -> None:
+    """A restarted gateway lists its nodes again as they register: a call that got 404
+    asks the directory and sends to the same node once it is listed again. A directory
+    that keeps listing a node the gateway does not know stops the call after MAX_GONE."""
+    node = FakeNode("a", 1, "gone")
+    client, relay, _ = client_for([node])
+    listings: list[int] = []
+    registers_again = [True]
+
+    def directory() -> list[Any]:
+        listings.append(1)
+        if len(listings) == 2 and registers_again[0]:
+            node.behaviour = "ok"  # it has registered again by now
+        client._verified = {node.node_id: node.verified}
+        return [node.verified]
+
+    client.verified_nodes = directory  # type: ignore[method-assign]
+    assert client.summarize(CHAT).output == ["a"]
+    assert [node_id for node_id, _ in relay.sent] == ["a", "a", "a"]
+    node.behaviour = "gone"
+    registers_again[0] = False
+    relay.sent.clear()
+    with pytest.raises(TransportError, match="no longer listed"):
+        client.summarize(CHAT)
+    assert len(relay.sent) == 1 + MAX_GONE  # bounded: each attempt costs a token
 
 
 def test_the_hedge_comes_sooner_once_answer_times_are_known() -> None:

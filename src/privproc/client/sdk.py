@@ -144,6 +144,7 @@ TOKEN_CHECK_SECONDS = 5.0  # the wallet's level, looked at (locally) in the back
 PER_NODE_TIMEOUT = 30.0  # without an answer by then, a call also asks another node
 MAX_BUSY_RETRIES = 6  # requests to busy nodes (503) before giving up; each costs a token
 MAX_PARALLEL = 2  # attempts of one call in flight at once (the first, and one hedge)
+MAX_GONE = 4  # answers "not listed" (404) a call takes before it stops trying those nodes
 MAX_BACKOFF = 2.0  # the longest wait after every node answered busy (before jitter)
 # The relay down, or the gateway behind it (502/503/504 from the relay): a restart takes a
 # few seconds, so a call waits (jittered, doubling) and sends a new sealed request, for at
@@ -823,9 +824,11 @@ class PrivateProcessingClient:
           call also asks another verified node (a hedge, a new sealed request and a new
           token) and takes the first answer; later calls avoid the slow node until it
           answers (at most :data:`SLOW_AVOID_SECONDS`) while another is available.
-        - 404 (the directory no longer lists the node: it restarted under a new id, or
-          its registration lapsed) drops it and asks the directory again at once, in
-          the background; the call goes on with the other nodes.
+        - 404 (the directory no longer lists the node: it restarted under a new id, its
+          registration lapsed, or the gateway restarted and the node has not registered
+          again yet) drops it and asks the directory again at once, in the background;
+          the call goes on with the nodes listed (the same one again if it is listed
+          again, up to :data:`MAX_GONE` such answers).
         - Any other failure drops the node from the verified set (the background
           directory refresh brings it back if it verifies again).
         """
@@ -833,7 +836,7 @@ class PrivateProcessingClient:
         gateway = self._gateway_key()
         latencies = self._latencies.setdefault(task, _Latencies())
         tried: set[str] = set()
-        failures = busy = 0
+        failures = busy = gone = 0
         restarting = Backoff(self._monotonic(), UNAVAILABLE_RETRY_SECONDS, cap=MAX_BACKOFF)
         last: BaseException | None = None
         flying: dict[concurrent.futures.Future[Any], _Attempt] = {}
@@ -923,6 +926,9 @@ class PrivateProcessingClient:
                     # in the background; this call goes on with the other nodes.
                     self._verified.pop(node.node_id, None)
                     last = TransportError(f"node {node.node_id} is no longer listed (404)")
+                    gone += 1
+                    if gone <= MAX_GONE:  # listed again (a restarted gateway): try it again
+                        tried.discard(node.node_id)
                     self._refresh_nodes_soon()
                     continue
                 if response.status != 200:
