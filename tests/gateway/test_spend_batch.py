@@ -87,15 +87,22 @@ def test_distinct_tokens_all_admitted_once(store: SpendStore) -> None:
 
 
 class HeldConnection:
-    """An SQLite connection whose first ``BEGIN`` waits for :attr:`release`, and whose
-    ``COMMIT`` fails in the batches listed in ``fail_commits`` (counted from 1)."""
+    """An SQLite connection whose first ``BEGIN`` waits for :attr:`release`, whose
+    ``COMMIT`` fails in the batches listed in ``fail_commits`` (counted from 1), and, with
+    ``gate_commits``, whose every ``COMMIT`` waits for :attr:`commit_gate` (saying so on
+    :attr:`committing`)."""
 
-    def __init__(self, conn: sqlite3.Connection, fail_commits: set[int]) -> None:
+    def __init__(self, conn: sqlite3.Connection, fail_commits: set[int],
+                 gate_commits: bool = False) -> None:
         self._conn = conn
         self.entered = threading.Event()
         self.release = threading.Event()
         self.fail_commits = fail_commits
         self.begins = 0
+        self.committing = threading.Event()
+        self.commit_gate = threading.Event()
+        if not gate_commits:
+            self.commit_gate.set()
 
     @property
     def in_transaction(self) -> bool:
@@ -110,8 +117,11 @@ class HeldConnection:
             if self.begins == 1:
                 self.entered.set()
                 assert self.release.wait(10)
-        if sql == "COMMIT" and self.begins in self.fail_commits:
-            raise sqlite3.OperationalError("disk I/O error")
+        if sql == "COMMIT":
+            self.committing.set()
+            assert self.commit_gate.wait(10)
+            if self.begins in self.fail_commits:
+                raise sqlite3.OperationalError("disk I/O error")
         return self._conn.execute(sql, params)
 
 
@@ -269,35 +279,12 @@ def test_reserve_decides_a_spent_token_before_it_returns(store: SpendStore) -> N
     assert asyncio.run(run()) == (True, True, False)  # refused before forwarding
 
 
-class GatedCommit:
-    """An SQLite connection whose ``COMMIT`` waits for :attr:`gate` (and fails while
-    :attr:`fail` is set)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self.gate = threading.Event()
-        self.waiting = threading.Event()
-        self.fail = False
-
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        if sql == "COMMIT":
-            self.waiting.set()
-            assert self.gate.wait(10)
-            if self.fail:
-                raise sqlite3.OperationalError("disk I/O error")
-        return self._conn.execute(sql, params)
-
-
-def gated(tmp_path: Path) -> tuple[SqliteSpendStore, GatedCommit]:
+def gated(tmp_path: Path, fail_commits: set[int] | None = None
+          ) -> tuple[SqliteSpendStore, HeldConnection]:
+    """A store whose commits wait for ``conn.commit_gate``."""
     store = SqliteSpendStore(tmp_path / "spent.db")
-    conn = GatedCommit(store._conn)
+    conn = HeldConnection(store._conn, fail_commits or set(), gate_commits=True)
+    conn.release.set()
     store._conn = conn  # type: ignore[assignment]
     return store, conn
 
@@ -308,9 +295,9 @@ def test_a_reserved_spend_is_decided_before_its_commit_and_acknowledged_after(
     try:
         async def run() -> bool:
             spending = await store.reserve_async(b"t", EOL, NOW)  # returns before the fsync
-            assert await asyncio.to_thread(conn.waiting.wait, 10)
+            assert await asyncio.to_thread(conn.committing.wait, 10)
             assert not spending.done()  # the request goes on; its answer waits for this
-            conn.gate.set()
+            conn.commit_gate.set()
             return await spending
 
         assert asyncio.run(run()) is True
@@ -326,11 +313,11 @@ def test_copies_of_a_token_being_spent_are_refused_before_forwarding(tmp_path: P
     try:
         async def run() -> tuple[bool, list[tuple[bool, bool]]]:
             first = await store.reserve_async(token, EOL, NOW)
-            assert await asyncio.to_thread(conn.waiting.wait, 10)
+            assert await asyncio.to_thread(conn.committing.wait, 10)
             copies = [asyncio.ensure_future(store.reserve_async(token, EOL, NOW))
                       for _ in range(16)]
             await asyncio.sleep(0)
-            conn.gate.set()
+            conn.commit_gate.set()
             decided = [await c for c in copies]
             return await first, [(d.done(), d.result()) for d in decided]
 
@@ -341,9 +328,8 @@ def test_copies_of_a_token_being_spent_are_refused_before_forwarding(tmp_path: P
 
 
 def test_a_failed_commit_fails_the_spend_and_keeps_nothing(tmp_path: Path) -> None:
-    store, conn = gated(tmp_path)
-    conn.gate.set()
-    conn.fail = True
+    store, conn = gated(tmp_path, fail_commits={1})
+    conn.commit_gate.set()
     try:
         async def run() -> BaseException | bool:
             spending = await store.reserve_async(b"t", EOL, NOW)  # decided: first
@@ -353,7 +339,6 @@ def test_a_failed_commit_fails_the_spend_and_keeps_nothing(tmp_path: Path) -> No
                 return exc
 
         assert isinstance(asyncio.run(run()), SpendStoreUnavailable)  # never acknowledged
-        conn.fail = False
         assert asyncio.run(spend_all(store, [b"t"])) == [True]  # nothing was kept
     finally:
         store.close()

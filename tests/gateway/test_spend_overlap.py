@@ -70,37 +70,37 @@ async def send(app: object, config: ohttp.KeyConfig, token: pp.Token, body: byte
     return open_response(ctx, status, headers.get("content-type", ""), answer)
 
 
-def gateway(tmp_path: Path, upstream: str, store: SqliteSpendStore) -> object:
+@asynccontextmanager
+async def gateway_before_origin(tmp_path: Path, store: SqliteSpendStore
+                                ) -> AsyncIterator[tuple[object, ohttp.KeyConfig, pp.Token,
+                                                         list[bytes]]]:
+    """A gateway (in process) redeeming tokens into ``store`` in front of :func:`origin`:
+    (the app, its key configuration, a fresh token, the bodies the origin was sent)."""
     keydir = tmp_path / "issuer"
-    if not keydir.exists():
-        keydir.mkdir(mode=0o700)
-        issuer_keystore.load_or_create(keydir, int(time.time()))
-    return create_app(GatewayConfig(
-        state_dir=tmp_path / "gateway", upstream=upstream,
-        redemption=RedemptionConfig(issuer_keys=keydir, issuer_name=ISSUER,
-                                    origin_name=ORIGIN, spend_store=store)))
-
-
-def gateway_key(tmp_path: Path) -> ohttp.KeyConfig:
-    return gateway_keystore.load(tmp_path / "gateway").current.gateway_key.config
+    keydir.mkdir(mode=0o700)
+    issuer_keystore.load_or_create(keydir, int(time.time()))
+    async with origin() as (url, seen):
+        app = create_app(GatewayConfig(
+            state_dir=tmp_path / "gateway", upstream=url,
+            redemption=RedemptionConfig(issuer_keys=keydir, issuer_name=ISSUER,
+                                        origin_name=ORIGIN, spend_store=store)))
+        async with running(app):
+            config = gateway_keystore.load(tmp_path / "gateway").current.gateway_key.config
+            yield app, config, token_for(keydir), seen
 
 
 def test_a_replayed_token_costs_the_origin_nothing(tmp_path: Path) -> None:
     store = SqliteSpendStore(tmp_path / "spent.db")
 
     async def run() -> None:
-        async with origin() as (url, seen):
-            app = gateway(tmp_path, url, store)
-            async with running(app):
-                config = gateway_key(tmp_path)
-                token = token_for(tmp_path / "issuer")
-                first = await send(app, config, token, b"first")
-                assert (first.status, first.content) == (200, ANSWER)
-                for i in range(5):  # new encapsulations, the same token
-                    again = await send(app, config, token, b"again %d" % i)
-                    assert again.status == 401
-                    assert json.loads(again.content)["title"] == "token already spent"
-                assert seen == [b"first"]  # forwarded once, never for the replays
+        async with gateway_before_origin(tmp_path, store) as (app, config, token, seen):
+            first = await send(app, config, token, b"first")
+            assert (first.status, first.content) == (200, ANSWER)
+            for i in range(5):  # new encapsulations, the same token
+                again = await send(app, config, token, b"again %d" % i)
+                assert again.status == 401
+                assert json.loads(again.content)["title"] == "token already spent"
+            assert seen == [b"first"]  # forwarded once, never for the replays
 
     try:
         asyncio.run(run())
@@ -115,18 +115,14 @@ def test_an_answer_whose_spend_failed_never_leaves(tmp_path: Path) -> None:
     store._conn = conn  # type: ignore[assignment]
 
     async def run() -> None:
-        async with origin() as (url, seen):
-            app = gateway(tmp_path, url, store)
-            async with running(app):
-                config = gateway_key(tmp_path)
-                token = token_for(tmp_path / "issuer")
-                failed = await send(app, config, token, b"work")
-                assert seen == [b"work"]  # forwarded while the spend was being written
-                assert failed.status == 503 and ANSWER not in failed.content
-                assert json.loads(failed.content)["title"] == "token store unavailable"
-                # the failed spend left nothing behind: the token is spent once, now
-                retried = await send(app, config, token, b"retry")
-                assert (retried.status, retried.content) == (200, ANSWER)
+        async with gateway_before_origin(tmp_path, store) as (app, config, token, seen):
+            failed = await send(app, config, token, b"work")
+            assert seen == [b"work"]  # forwarded while the spend was being written
+            assert failed.status == 503 and ANSWER not in failed.content
+            assert json.loads(failed.content)["title"] == "token store unavailable"
+            # the failed spend left nothing behind: the token is spent once, now
+            retried = await send(app, config, token, b"retry")
+            assert (retried.status, retried.content) == (200, ANSWER)
 
     try:
         asyncio.run(run())
