@@ -27,11 +27,13 @@ from privproc.client.sdk import (
     MAX_BACKOFF,
     MAX_GONE,
     MIN_HEDGE_SECONDS,
+    NODE_RECOVERY_INTERVAL,
     UNAVAILABLE_RETRY_SECONDS,
     NodeList,
     PrivateProcessingClient,
     _Latencies,
 )
+from privproc.client.sdk import _wait_any as sdk_wait_any
 from privproc.client.transparency import VerifiedNode
 from privproc.wire import bhttp, hpke, inner, ohttp
 
@@ -113,7 +115,8 @@ def client_for(nodes: list[FakeNode], **kwargs: Any
     client._verified = {n.node_id: n.verified for n in nodes}
     client._monotonic = clock.monotonic
     client._sleep = clock.sleep
-    def spawn(node_id: str, send: Any) -> concurrent.futures.Future[Any]:
+    def spawn(node_id: str, send: Any, inline: bool = False
+              ) -> concurrent.futures.Future[Any]:
         # Runs at once; a hung node's answer never comes (its token is spent all the same).
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         result = send()
@@ -353,6 +356,39 @@ def test_the_background_runs_each_job_on_its_own_jittered_schedule() -> None:
     assert all(2.5 <= g <= 7.5 for g in gaps) and len(set(gaps)) > 1  # jittered
 
 
+def test_after_a_node_is_dropped_the_directory_is_asked_often_for_a_while() -> None:
+    """A killed node comes back under a new id within seconds: the background asks the
+    directory every ~5 s for a minute after a drop (not only every ~60 s), so load
+    returns to it soon; then the usual schedule again."""
+    client, _, clock = client_for([FakeNode("a", 1)])
+    ran: list[float] = []
+    client.refresh = lambda tokens=True: None  # type: ignore[method-assign,misc]
+    client._refresh_nodes = lambda: ran.append(clock.now)  # type: ignore[method-assign]
+
+    class Stop:
+        def wait(self, timeout: float) -> bool:
+            clock.now += timeout
+            return clock.now > 300
+
+    client._stop = cast(Any, Stop())
+    client._recovering_until = 60.0  # a node was dropped at 0
+    client._background(300.0, 0.5)
+    early = [t for t in ran if t <= 60 + NODE_RECOVERY_INTERVAL * 1.5]
+    late = [t for t in ran if t > 60 + NODE_RECOVERY_INTERVAL * 1.5]
+    assert 60 / (NODE_RECOVERY_INTERVAL * 1.5) <= len(early) <= 60 / (NODE_RECOVERY_INTERVAL / 2)
+    gaps = [b - a for a, b in itertools.pairwise(late)]
+    assert gaps and all(gap >= 30 for gap in gaps)  # back to every 30 to 90 s
+
+
+def test_a_dropped_node_wakes_the_background_at_once() -> None:
+    client, _, _ = client_for([FakeNode("a", 1)])
+    client._thread = cast(Any, object())  # as if start() had run
+    woken: list[int] = []
+    client._stop = cast(Any, SimpleNamespace(poke=lambda: woken.append(1)))
+    client._node_dropped()
+    assert woken == [1] and client._recovering_until > 0
+
+
 class FlakyRelay(FakeRelay):
     """Down (``error``) for the first ``failures`` requests, then a working relay."""
 
@@ -377,7 +413,8 @@ def _flaky_client(failures: int, error: Exception
     relay = FlakyRelay([node], failures, error)
     client.ohttp = cast(Any, relay)
 
-    def spawn(node_id: str, send: Any) -> concurrent.futures.Future[Any]:
+    def spawn(node_id: str, send: Any, inline: bool = False
+              ) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         try:
             future.set_result(send())
@@ -450,3 +487,25 @@ def test_a_directory_of_refused_nodes_is_final() -> None:
     with pytest.raises(NoVerifiedNodeError):
         client.summarize(CHAT, 1)
     assert clock.slept == []
+
+
+def test_a_call_with_no_node_to_hedge_with_sends_on_its_own_thread() -> None:
+    one = FakeNode("one", 1)
+    client, relay, _ = client_for([one])
+    del client._spawn  # the real one: threads, not the harness's synchronous stand-in
+    threads: list[int] = []
+    real_request = relay.request
+
+    def request(*args: Any, **kwargs: Any) -> bhttp.Response:
+        threads.append(threading.get_ident())
+        return real_request(*args, **kwargs)
+
+    relay.request = request  # type: ignore[method-assign]
+    client._wait_any = sdk_wait_any
+    assert client.summarize(CHAT).output == ["one"]
+    assert threads == [threading.get_ident()]  # no other node: inline
+    two = FakeNode("two", 2)
+    client._verified["two"] = two.verified
+    relay.nodes["two"] = two
+    client.summarize(CHAT)
+    assert threads[1] != threading.get_ident()  # another node to hedge with: a thread

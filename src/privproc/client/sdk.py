@@ -151,6 +151,10 @@ MAX_BACKOFF = 2.0  # the longest wait after every node answered busy (before jit
 # most this long, within its budget. Each new request costs a token.
 UNAVAILABLE_RETRY_SECONDS = 15.0
 SLOW_AVOID_SECONDS = 60.0  # a node hedged away from is avoided until it answers, or this
+# After a node is dropped (failed, or no longer listed) the background asks the directory
+# every NODE_RECOVERY_INTERVAL seconds (jittered, one token each) for this long.
+NODE_RECOVERY_SECONDS = 60.0
+NODE_RECOVERY_INTERVAL = 5.0
 # The hedge comes sooner once the answers are known: after HEDGE_FACTOR times the 95th
 # percentile of the latest answers to calls of the same task (at least HEDGE_SAMPLES of
 # them), never before MIN_HEDGE_SECONDS (a hedge costs a token) nor after per_node_timeout.
@@ -292,6 +296,38 @@ class _Attempt:
     started: float  # monotonic
 
 
+class _Wakeup:
+    """The background loop's wait: ended by :meth:`set` (stop, for good) or by
+    :meth:`poke` (something to do now)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._poked = False
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; True once stopped."""
+        with self._cond:
+            if not (self._stopped or self._poked):
+                self._cond.wait(timeout)
+            self._poked = False
+            return self._stopped
+
+    def poke(self) -> None:
+        with self._cond:
+            self._poked = True
+            self._cond.notify_all()
+
+    def set(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._stopped = False
+
+
 class _Latencies:
     """The latest answer times of one kind of call, and the hedge delay they suggest."""
 
@@ -428,7 +464,8 @@ class PrivateProcessingClient:
         self._gateway: GatewayKey | None = None
         self._verified: dict[str, VerifiedNode] = {}
         self._releases: dict[bytes, InclusionProof] = {}
-        self._stop = threading.Event()
+        self._stop = _Wakeup()
+        self._recovering_until = 0.0  # monotonic: the directory is asked often until then
         self._thread: threading.Thread | None = None
         self._retry_after = 1.0
         self.nodes_interval = NODES_REFRESH_SECONDS
@@ -568,13 +605,31 @@ class PrivateProcessingClient:
             name = min(due, key=lambda n: due[n])
             if self._stop.wait(max(0.0, due[name] - self._monotonic())):
                 return
+            now = self._monotonic()
+            if now < self._recovering_until:  # a node was dropped: ask soon, and often
+                due["nodes"] = min(due["nodes"], now + spread(NODE_RECOVERY_INTERVAL))
+            if due[name] > now:  # woken early (a node dropped): the nearest job again
+                continue
             every, job = jobs[name]
             try:
                 with _contract():
                     job()
             except ClientError as exc:
                 self.progress(f"background {name} failed: {type(exc).__name__}: {exc}")
+            if name == "nodes" and self._monotonic() < self._recovering_until:
+                every = NODE_RECOVERY_INTERVAL
             due[name] = self._monotonic() + spread(every)
+
+    def _node_dropped(self) -> None:
+        """A node left the verified set: ask the directory every
+        :data:`NODE_RECOVERY_INTERVAL` for :data:`NODE_RECOVERY_SECONDS` (its replacement,
+        or the node itself back under a new id, registers within seconds), starting now;
+        without the background, once now."""
+        self._recovering_until = self._monotonic() + NODE_RECOVERY_SECONDS
+        if self._thread is not None:
+            self._stop.poke()
+        else:
+            self._refresh_nodes_soon()
 
     @_public
     def close(self) -> None:
@@ -779,9 +834,10 @@ class PrivateProcessingClient:
             self._slow.pop(node_id, None)
 
     def _attempt(self, node: VerifiedNode, task: inner.Task, payload: dict[str, Any],
-                 deadline: float) -> _Attempt:
-        """Seal the task to ``node`` and send it on a thread of its own (a fresh sealed
-        request, and one token, per attempt: a sealed request is never sent twice)."""
+                 deadline: float, *, inline: bool = False) -> _Attempt:
+        """Seal the task to ``node`` and send it on a thread of its own, or, ``inline``,
+        on this one (a fresh sealed request, and one token, per attempt: a sealed request
+        is never sent twice)."""
         sealed, nonce, ctx = seal_task(node.key_config, task, payload)
         spent: list[pp.Token] = []
 
@@ -791,12 +847,15 @@ class PrivateProcessingClient:
                 headers=[(b"content-type", inner.MEDIA_TYPE_REQUEST.encode())], spent=spent,
                 timeout=max(0.001, deadline - self._monotonic()))
 
-        future = self._spawn(node.node_id, send)
+        started = self._monotonic()
+        future = self._spawn(node.node_id, send, inline=inline)
         future.add_done_callback(functools.partial(self._answered, node.node_id))
-        return _Attempt(node, nonce, ctx, spent, future, self._monotonic())
+        return _Attempt(node, nonce, ctx, spent, future, started)
 
-    def _spawn(self, node_id: str, send: Callable[[], Any]) -> concurrent.futures.Future[Any]:
-        """Run ``send`` on a daemon thread; its future carries the answer or the error."""
+    def _spawn(self, node_id: str, send: Callable[[], Any], *, inline: bool = False
+               ) -> concurrent.futures.Future[Any]:
+        """Run ``send`` on a daemon thread (``inline``: on this one, done on return); its
+        future carries the answer or the error."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def run() -> None:
@@ -807,7 +866,10 @@ class PrivateProcessingClient:
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting call
                 future.set_exception(exc)
 
-        _ATTEMPT_THREADS.submit(run)
+        if inline:
+            run()
+        else:
+            _ATTEMPT_THREADS.submit(run)
         return future
 
     def _run(self, task: inner.Task, payload: dict[str, Any]) -> Result:
@@ -871,7 +933,10 @@ class PrivateProcessingClient:
                     continue
                 node = self._choose(untried)
                 tried.add(node.node_id)
-                attempt = self._attempt(node, task, payload, deadline)
+                # With no other node to hedge with, the call has nothing to do while it
+                # waits: it sends on its own thread (two thread switches fewer).
+                attempt = self._attempt(node, task, payload, deadline,
+                                        inline=len(untried) == 1)
                 flying[attempt.future] = attempt
                 continue
             hedge = bool(untried) and len(flying) < MAX_PARALLEL
@@ -929,7 +994,7 @@ class PrivateProcessingClient:
                     gone += 1
                     if gone <= MAX_GONE:  # listed again (a restarted gateway): try it again
                         tried.discard(node.node_id)
-                    self._refresh_nodes_soon()
+                    self._node_dropped()
                     continue
                 if response.status != 200:
                     failures += 1
@@ -938,6 +1003,7 @@ class PrivateProcessingClient:
                         if response.status == 504 else
                         f"node {node.node_id} answered {response.status}")
                     self._verified.pop(node.node_id, None)
+                    self._node_dropped()
                     continue
                 try:
                     output = open_output(attempt.ctx, attempt.nonce, response.content)
