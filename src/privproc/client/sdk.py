@@ -602,13 +602,13 @@ class PrivateProcessingClient:
         due |= {name: now + spread(every) for name, (every, _) in jobs.items()
                 if name != "refresh"}
         while True:
-            name = min(due, key=lambda n: due[n])
-            if self._stop.wait(max(0.0, due[name] - self._monotonic())):
-                return
             now = self._monotonic()
             if now < self._recovering_until:  # a node was dropped: ask soon, and often
                 due["nodes"] = min(due["nodes"], now + spread(NODE_RECOVERY_INTERVAL))
-            if due[name] > now:  # woken early (a node dropped): the nearest job again
+            name = min(due, key=lambda n: due[n])
+            if self._stop.wait(max(0.0, due[name] - now)):
+                return
+            if due[name] > self._monotonic():  # woken early (a node dropped): look again
                 continue
             every, job = jobs[name]
             try:
