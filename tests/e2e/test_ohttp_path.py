@@ -274,7 +274,11 @@ def test_async_client_concurrent_requests(stack: Stack) -> None:
 
 def test_relay_refusal_surfaces_as_client_error(stack: Stack) -> None:
     client = OHTTPClient(stack.relay + "/", authority="a.example")
-    config = client.key_config()
+    # The gateway's current key id, from the gateway itself: the relay may still serve a
+    # configuration cached before test_rotation... ended a key's grace (a 422 would make
+    # the client refetch and succeed).
+    config = OHTTPClient(stack.gateway + "/gateway", keys_url=stack.gateway + "/ohttp-keys",
+                         authority="a.example").key_config()
     other = hpke.KeyPair.generate(kem_id=config.kem_id).public_bytes
     bogus = ohttp.KeyConfig(config.key_id, config.kem_id, other, config.symmetric)
     client._config = bogus  # a forged key: the gateway cannot open what is sealed to it
