@@ -168,10 +168,7 @@ class GroupCommitter:
         return future.result()
 
     async def spend_async(self, spend: Spend) -> bool:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._put(_Waiter(spend, future, loop))
-        return await future
+        return await self.submit_outcome(spend)
 
     def submit(self, spend: Spend) -> tuple[asyncio.Future[bool], asyncio.Future[bool]]:
         """Queue ``spend``; the running loop's futures of its decision (before the
@@ -181,6 +178,14 @@ class GroupCommitter:
         future: asyncio.Future[bool] = loop.create_future()
         self._put(_Waiter(spend, future, loop, decided))
         return decided, future
+
+    def submit_outcome(self, spend: Spend) -> asyncio.Future[bool]:
+        """Queue ``spend``; the running loop's future of its durable outcome only (for a
+        spend already decided by a look-up: one wake-up of the loop, not two)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._put(_Waiter(spend, future, loop))
+        return future
 
     def close(self) -> None:
         """Write what is queued, then stop the writer."""
@@ -317,7 +322,7 @@ class SqliteSpendStore:
                 raise SpendStoreUnavailable(f"spend database error: {exc}") from None
             if spent:
                 return _decided(False)
-            return self._writer.submit(Spend(token_id, expires_at, now))[1]
+            return self._writer.submit_outcome(Spend(token_id, expires_at, now))
         # Under load the batch decides (its inserts, before its commit is durable).
         decided, durable = self._writer.submit(Spend(token_id, expires_at, now))
         if not await decided:  # raises if the batch failed before its inserts were done
