@@ -25,6 +25,7 @@ import json
 import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from privproc.client.node import open_task, seal_task
 from privproc.client.sdk import PrivateProcessingClient
 from privproc.client.tokens import TokenWallet
 from privproc.client.transparency import release_proofs, verify_key_bundle
-from privproc.client.trust import load_trust
+from privproc.client.trust import ClientTrust, load_trust
 from privproc.gateway.redeem import Redeemer, RedemptionConfig
 from privproc.gateway.spend import SqliteSpendStore
 from privproc.issuer import keystore
@@ -111,6 +112,43 @@ def redemption_table(quick: bool) -> None:
             print(f"| {name}, {concurrency} at a time | {rate:,.0f} | {per_cpu:,.0f} |")
 
 
+CONCURRENT = 8
+
+
+def concurrent_run(trust: ClientTrust, pids: dict[str, int], clients: int, each: int
+                   ) -> tuple[float, dict[str, float]]:
+    """``clients`` SDK clients on threads, ``each`` summaries apiece, at once: requests per
+    second, and CPU seconds per request of each service in ``pids`` (spends share their
+    fsync under load: group commit)."""
+    assert trust.tokens is not None
+    ready = []
+    for _ in range(clients):
+        wallet = TokenWallet(trust.tokens.issuer_url, trust.tokens.account_token, None,
+                             batch=each + 10)
+        client = PrivateProcessingClient(trust, tokens=wallet)
+        client.refresh(tokens=False)
+        assert client.ohttp.challenge is not None
+        wallet.fetch(client.ohttp.challenge, each + 5)
+        client.summarize(PAYLOAD["messages"])  # warm: keys, node verified
+        ready.append(client)
+
+    def work(client: PrivateProcessingClient) -> None:
+        for _ in range(each):
+            client.summarize(PAYLOAD["messages"])
+
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(c,)) for c in ready]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    total = clients * each
+    return total / elapsed, {name: (cpu_seconds(pid) - before[name]) / total
+                             for name, pid in pids.items()}
+
+
 def stats(samples: list[float]) -> tuple[float, float, float]:
     samples = sorted(samples)
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
@@ -180,6 +218,7 @@ def main() -> None:
                 direct.append(time.perf_counter() - t)
             cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / n
                    for name, pid in pids.items()}
+            loaded = concurrent_run(trust, pids, CONCURRENT, n // 4)
         finally:
             system.stop()
     rows = [("direct to the node (sealed)", stats(direct)),
@@ -196,6 +235,10 @@ def main() -> None:
     for name in ("gateway", "relay"):
         print(f"| {name} CPU per private request, ms (utime+stime over {n} requests, "
               f"background work included) | {cpu[name] * 1000:.2f} | | |")
+    rate, loaded_cpu = loaded
+    for name in ("gateway", "relay"):
+        print(f"| {name} CPU per private request with {CONCURRENT} clients at once, ms "
+              f"({rate:,.0f} req/s) | {loaded_cpu[name] * 1000:.2f} | | |")
     print(f"| one-time verification of the key bundle, stapled (median of 20) | "
           f"{statistics.median(key_times) * 1000:.2f} | | |")
     print(f"| one-time verification of a new node, stapled (median of 20) | "
