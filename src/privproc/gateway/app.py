@@ -26,10 +26,12 @@ import hmac
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 from starlette.applications import Starlette
@@ -52,6 +54,7 @@ from privproc.tlog.bundle import MEDIA_TYPE as BUNDLE_MEDIA_TYPE
 from privproc.tlog.client import InclusionProof, LogClientError, LogForkError, http_fetcher
 from privproc.tlog.publish import RecordPublisher
 from privproc.tlog.view import LogView
+from privproc.upstream import Upstream, UpstreamError
 from privproc.wire import bhttp, ohttp
 from privproc.wire.registration import MAX_REGISTRATION
 
@@ -152,6 +155,33 @@ def _outer(answer: OuterAnswer) -> Answer:
     return problem_answer(answer.status, answer.title, answer.problem_type)
 
 
+class NodeConnections:
+    """A kept-alive :class:`~privproc.upstream.Upstream` per node URL (a node restarted
+    on another port is another URL: the least recently used beyond ``keep`` are closed)."""
+
+    def __init__(self, timeout: float, max_answer: int, keep: int = 256) -> None:
+        self.timeout = timeout
+        self.max_answer = max_answer
+        self.keep = keep
+        self._by_url: OrderedDict[str, Upstream] = OrderedDict()
+
+    def get(self, url: str) -> Upstream:
+        upstream = self._by_url.get(url)
+        if upstream is None:
+            upstream = Upstream(url, timeout=self.timeout, max_answer=self.max_answer)
+            self._by_url[url] = upstream
+            while len(self._by_url) > self.keep:
+                self._by_url.popitem(last=False)[1].close()
+        else:
+            self._by_url.move_to_end(url)
+        return upstream
+
+    def close(self) -> None:
+        for upstream in self._by_url.values():
+            upstream.close()
+        self._by_url.clear()
+
+
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
@@ -180,6 +210,7 @@ def create_app(config: GatewayConfig) -> PostRoute:
     session: aiohttp.ClientSession | None = None
     listed: dict[str, bytes] = {}  # node id -> bundle last logged, to log changes only
     requests = RequestLog(log, interval=config.log_interval)
+    nodes = NodeConnections(config.upstream_timeout, config.max_upstream_body)
 
     def key_subjects() -> set[bytes]:
         subjects = {key_subject(keys.state.current.gateway_key.config.encode())}
@@ -226,6 +257,7 @@ def create_app(config: GatewayConfig) -> PostRoute:
             if task is not None:
                 task.cancel()
             requests.flush()
+            nodes.close()
             await session.close()
 
     # -- public key material -----------------------------------------------------------
@@ -288,12 +320,17 @@ def create_app(config: GatewayConfig) -> PostRoute:
             return inner_problem(503, "node directory unavailable", now)
         if node is None:
             return inner_problem(404, "no such registered node", now)
-        result = await exchange("POST", node.url.rstrip("/") + "/process",
-                                {"Content-Type": route.content_type}, route.content)
-        if isinstance(result, str):
-            return inner_problem(504 if result == "timed out" else 502, f"node {result}", now)
-        status, content_type, retry_after, content, _ = result
-        return core.node_answer(status, content_type, content, retry_after, now)
+        try:
+            answered = await nodes.get(node.url).post(
+                urlsplit(node.url).path.rstrip("/") + "/process", route.content,
+                {"Content-Type": route.content_type})
+        except ValueError:  # not an http(s) URL: the registrar admits none
+            return inner_problem(502, "node unreachable", now)
+        except UpstreamError as exc:
+            return inner_problem(504 if exc.why == "timed out" else 502, f"node {exc.why}",
+                                 now)
+        return core.node_answer(answered.status, answered.headers.get("content-type", ""),
+                                answered.body, answered.headers.get("retry-after", ""), now)
 
     async def node_list(now: float) -> bhttp.Response:
         """The nodes, with a log bundle of their releases so clients need not ask the log."""

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from starlette.applications import Starlette
@@ -39,6 +39,7 @@ from privproc.budget import RELAY_TIMEOUT
 from privproc.fastpath import Answer, PostRoute, problem_answer
 from privproc.reqlog import RequestLog
 from privproc.service import anonymous_session, problem, read_up_to
+from privproc.upstream import Upstream, UpstreamError
 from privproc.wire import ohttp, tiles
 from privproc.wire.errors import MerkleError
 
@@ -123,11 +124,19 @@ def _max_age(cache_control: str) -> float | None:
 _IMMUTABLE = 365 * 24 * 3600.0
 
 
+def _target(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 def create_app(config: RelayConfig) -> PostRoute:
     """The relay: ``POST /`` as plain ASGI (:mod:`privproc.fastpath`), the rest Starlette."""
     session: aiohttp.ClientSession | None = None
     cache = GetCache(config.cache_bytes)
     requests = RequestLog(log, interval=config.log_interval)
+    # POST / goes on the lean kept-alive client (privproc.upstream); GETs on aiohttp.
+    gateway = Upstream(config.gateway, timeout=config.timeout, max_answer=config.max_response)
+    gateway_target = _target(config.gateway)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -138,6 +147,7 @@ def create_app(config: RelayConfig) -> PostRoute:
             yield
         finally:
             requests.flush()
+            gateway.close()
             await session.close()
 
     async def relay(content_type: str, body: bytes) -> Answer:
@@ -147,20 +157,18 @@ def create_app(config: RelayConfig) -> PostRoute:
             requests.record("refused: content type", 0.0)
             return problem_answer(415, f"content type must be {ohttp.MEDIA_TYPE_REQUEST}")
         try:
-            async with session.post(config.gateway, data=body, headers=FORWARDED_HEADERS,
-                                    allow_redirects=False) as resp:
-                answer = await read_up_to(resp.content, config.max_response + 1)
-                status = resp.status
-                media_type = resp.headers.get("content-type", "")
-            if len(answer) > config.max_response:
+            answered = await gateway.post(gateway_target, body, FORWARDED_HEADERS)
+        except UpstreamError as exc:
+            if exc.why == "timed out":
+                log.warning("gateway timed out after %.1fs", config.timeout)
+                return problem_answer(504, "gateway timed out")
+            if exc.why == "too large":
                 log.warning("gateway answer over %d bytes refused", config.max_response)
                 return problem_answer(502, "gateway answer too large")
-        except TimeoutError:
-            log.warning("gateway timed out after %.1fs", config.timeout)
-            return problem_answer(504, "gateway timed out")
-        except aiohttp.ClientError as exc:
-            log.warning("gateway unreachable: %s", type(exc).__name__)
+            log.warning("gateway unreachable: %s", exc)
             return problem_answer(502, "gateway unreachable")
+        status, answer = answered.status, answered.body
+        media_type = answered.headers.get("content-type", "")
         requests.record(f"gateway {status}", (time.perf_counter() - started) * 1000,
                         f"in={len(body)} out={len(answer)}")
         if status == 422:  # the gateway rotated past the cached configuration

@@ -16,7 +16,11 @@ def _serve(args: argparse.Namespace) -> int:
     setup_logging("relay", args.log_level.upper())
     config = RelayConfig(gateway=args.gateway, keys_url=args.gateway_keys, max_body=args.max_body,
                          timeout=args.timeout, log=args.log, log_interval=args.log_interval)
-    clikit.serve(create_app(config), args)
+    try:
+        app = create_app(config)
+    except ValueError as exc:
+        raise clikit.UsageError(f"--gateway: {exc}") from None
+    clikit.serve(app, args)
     return 0
 
 
