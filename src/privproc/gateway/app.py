@@ -282,8 +282,8 @@ def create_app(config: GatewayConfig) -> PostRoute:
     # -- forwarding --------------------------------------------------------------------
 
     async def exchange(method: str, url: str, headers: dict[str, str], body: bytes
-                       ) -> tuple[int, str, str, bytes, list[tuple[bytes, bytes]]] | str:
-        """One bounded exchange: (status, type, retry-after, body, raw headers) or why not."""
+                       ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | str:
+        """One bounded exchange with the origin: (status, body, raw headers) or why not."""
         assert session is not None
         try:
             async with session.request(method, url, headers=headers, data=body or None,
@@ -291,9 +291,7 @@ def create_app(config: GatewayConfig) -> PostRoute:
                 content = await read_up_to(resp.content, config.max_upstream_body + 1)
                 if len(content) > config.max_upstream_body:
                     return "too large"
-                return (resp.status, resp.headers.get("content-type", ""),
-                        resp.headers.get("retry-after", ""), content,
-                        [(n.lower(), v) for n, v in resp.raw_headers])
+                return resp.status, content, [(n.lower(), v) for n, v in resp.raw_headers]
         except TimeoutError:
             return "timed out"
         except aiohttp.ClientError:
@@ -305,7 +303,7 @@ def create_app(config: GatewayConfig) -> PostRoute:
         if isinstance(result, str):
             return inner_problem(504 if result == "timed out" else 502,
                                  f"upstream {result}", now)
-        status, _, _, content, raw = result
+        status, content, raw = result
         return bhttp.Response(status=status, content=content, headers=tuple(
             bhttp.Field(n, v) for n, v in raw if n not in HOP_BY_HOP))
 
