@@ -5,11 +5,19 @@ an idle connection never read, and fails closed on a large, cut, malformed or la
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from privproc.upstream import Upstream, UpstreamError
 
@@ -159,3 +167,41 @@ def test_an_unreachable_upstream_and_bad_input() -> None:
         assert asyncio.run(body()) == "unreachable"
     with pytest.raises(ValueError, match="expected an http or https URL"):
         Upstream("ftp://x/", timeout=1, max_answer=1)
+
+
+def test_https_upstreams_are_verified(tmp_path: Path) -> None:
+    """TLS with the host name checked: a certificate for the address is accepted with
+    its issuer trusted, refused without."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    trusting = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    server = Server(lambda request: OK)
+
+    async def main() -> tuple[bytes, str]:
+        listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=served)
+        url = f"https://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+        try:
+            answer = await Upstream(url, timeout=5, max_answer=100, tls=trusting).post(
+                "/", b"x", {})
+            with pytest.raises(UpstreamError) as err:  # the system trust store: refused
+                await Upstream(url, timeout=5, max_answer=100).post("/", b"x", {})
+            return answer.body, err.value.why
+        finally:
+            listener.close()
+
+    assert asyncio.run(main()) == (b"ok", "unreachable")

@@ -129,14 +129,16 @@ class Upstream:
     """POSTs to the origin of ``url`` (``http`` or ``https``) on kept-alive connections."""
 
     def __init__(self, url: str, *, timeout: float, max_answer: int,
-                 max_idle: float = MAX_IDLE, max_kept: int = 256) -> None:
+                 max_idle: float = MAX_IDLE, max_kept: int = 256,
+                 tls: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http or https URL, got {url!r}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self._host_field = (parts.netloc.rsplit("@", 1)[-1]).encode("idna")
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        # https: the system's trust store and host name checks (``tls`` replaces them)
+        self._ssl = (tls or ssl.create_default_context()) if parts.scheme == "https" else None
         self.timeout = timeout
         self.max_answer = max_answer
         self.max_idle = max_idle
