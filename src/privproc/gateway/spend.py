@@ -316,8 +316,9 @@ class SqliteSpendStore:
             # for the writer (what a lone request would otherwise wait for). Only this
             # event loop puts spends, so none can come between the look-up and the put.
             try:
-                spent = self._reader.execute("SELECT 1 FROM spent WHERE token_id = ?",
-                                             (token_id,)).fetchone() is not None
+                # fetchall: the statement runs to its end, so no read snapshot stays open
+                spent = bool(self._reader.execute("SELECT 1 FROM spent WHERE token_id = ?",
+                                                  (token_id,)).fetchall())
             except sqlite3.Error as exc:
                 raise SpendStoreUnavailable(f"spend database error: {exc}") from None
             if spent:
