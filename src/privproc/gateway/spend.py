@@ -256,7 +256,24 @@ class GroupCommitter:
                 loop.call_soon_threadsafe(_settle, pairs, error)
 
 
-class SqliteSpendStore:
+class _GroupCommitStore:
+    """What both stores share: spends go through one :class:`GroupCommitter` writing
+    with the store's ``_write``."""
+
+    _writer: GroupCommitter
+
+    @property
+    def writer(self) -> GroupCommitter:
+        return self._writer
+
+    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
+        return self._writer.spend(Spend(token_id, expires_at, now))
+
+    async def spend_async(self, token_id: bytes, expires_at: int, now: float) -> bool:
+        return await self._writer.spend_async(Spend(token_id, expires_at, now))
+
+
+class SqliteSpendStore(_GroupCommitStore):
     """Spends in one SQLite file (one gateway replica), written with group commit."""
 
     def __init__(self, path: Path, max_batch: int = MAX_BATCH) -> None:
@@ -275,10 +292,6 @@ class SqliteSpendStore:
             raise SpendStoreUnavailable(f"spend database error: {exc}") from None
         self._spends = 0
         self._writer = GroupCommitter(self._write, "spend-writer", max_batch)
-
-    @property
-    def writer(self) -> GroupCommitter:
-        return self._writer
 
     def _write(self, batch: list[Spend], decided: Callable[[list[bool]], None]
                ) -> list[bool]:
@@ -302,12 +315,6 @@ class SqliteSpendStore:
                     conn.execute("ROLLBACK")
             raise SpendStoreUnavailable(f"spend database error: {exc}") from None
         return first
-
-    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
-        return self._writer.spend(Spend(token_id, expires_at, now))
-
-    async def spend_async(self, token_id: bytes, expires_at: int, now: float) -> bool:
-        return await self._writer.spend_async(Spend(token_id, expires_at, now))
 
     async def reserve_async(self, token_id: bytes, expires_at: int, now: float
                             ) -> asyncio.Future[bool]:
@@ -336,7 +343,7 @@ class SqliteSpendStore:
         self._reader.close()
 
 
-class RedisSpendStore:
+class RedisSpendStore(_GroupCommitStore):
     """``SET key 1 NX EX ttl``: atomic across replicas (the TTL runs to the key's end);
     a batch of spends goes as one pipeline (one round trip)."""
 
@@ -348,10 +355,6 @@ class RedisSpendStore:
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._prefix = prefix.encode()
         self._writer = GroupCommitter(self._write, "spend-writer", max_batch)
-
-    @property
-    def writer(self) -> GroupCommitter:
-        return self._writer
 
     def _write(self, batch: list[Spend], decided: Callable[[list[bool]], None]
                ) -> list[bool]:
@@ -368,12 +371,6 @@ class RedisSpendStore:
         except self._redis_error as exc:
             raise SpendStoreUnavailable(f"redis spend store: {exc}") from None
         return [bool(r) for r in replies]
-
-    def spend(self, token_id: bytes, expires_at: int, now: float) -> bool:
-        return self._writer.spend(Spend(token_id, expires_at, now))
-
-    async def spend_async(self, token_id: bytes, expires_at: int, now: float) -> bool:
-        return await self._writer.spend_async(Spend(token_id, expires_at, now))
 
     async def reserve_async(self, token_id: bytes, expires_at: int, now: float
                             ) -> asyncio.Future[bool]:
