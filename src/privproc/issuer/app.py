@@ -108,11 +108,6 @@ async def keep_keys_logged(config: IssuerConfig, logging_: KeyLogging) -> None:
 
 
 
-def _wrong_type(request: Request, expected: str) -> Response | None:
-    """A 415 answer unless the request's Content-Type is ``expected``."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != expected:
-        return problem(415, f"content type must be {expected}")
-    return None
 
 def create_app(config: IssuerConfig) -> Starlette:
     keystore.load_or_create(config.state_dir, int(config.clock()), config.key_lifetime)
@@ -134,17 +129,21 @@ def create_app(config: IssuerConfig) -> Starlette:
         return Response(body, media_type=pp.MEDIA_TYPE_ISSUER_DIRECTORY,
                         headers={"cache-control": "max-age=300"})
 
-    def account_of(request: Request, now: float) -> str | Response:
-        """The request's account, or the answer that refuses it."""
+    def account_of(request: Request, media_type: str, now: float) -> str | Response:
+        """The request's account, or the answer that refuses it (401 for the account,
+        then 415 unless its Content-Type is ``media_type``)."""
         auth = request.headers.get("authorization", "")
         scheme, _, bearer = auth.partition(" ")
         if scheme.lower() != "bearer" or not bearer.strip():
             return problem(401, "an account bearer token is required")
         try:
-            return config.accounts.account(bearer.strip(), now)
+            account = config.accounts.account(bearer.strip(), now)
         except AccountError as exc:
             log.info("refused: %s", exc)
             return problem(401, "account token refused")
+        if request.headers.get("content-type", "").split(";")[0].strip() != media_type:
+            return problem(415, f"content type must be {media_type}")
+        return account
 
     async def take_quota(account: str, count: int, now: float) -> Response | None:
         """Count ``count`` tokens against the account, or the answer that refuses them."""
@@ -165,11 +164,9 @@ def create_app(config: IssuerConfig) -> Starlette:
 
     async def token_request(request: Request) -> Response:
         now = config.clock()
-        account = account_of(request, now)
+        account = account_of(request, pp.MEDIA_TYPE_TOKEN_REQUEST, now)
         if isinstance(account, Response):
             return account
-        if (wrong := _wrong_type(request, pp.MEDIA_TYPE_TOKEN_REQUEST)) is not None:
-            return wrong
         try:
             token_request = pp.TokenRequest.decode(await read_body(request, 4096))
         except BodyTooLarge:
@@ -189,11 +186,9 @@ def create_app(config: IssuerConfig) -> Starlette:
 
     async def token_request_batch(request: Request) -> Response:
         now = config.clock()
-        account = account_of(request, now)
+        account = account_of(request, ppbatch.MEDIA_TYPE_BATCH_REQUEST, now)
         if isinstance(account, Response):
             return account
-        if (wrong := _wrong_type(request, ppbatch.MEDIA_TYPE_BATCH_REQUEST)) is not None:
-            return wrong
         limit = ppbatch.max_batch_size(config.batch_max)
         try:
             body = await read_body(request, limit * (2 + ppbatch.MAX_ITEM))
