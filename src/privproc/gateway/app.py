@@ -281,31 +281,24 @@ def create_app(config: GatewayConfig) -> PostRoute:
 
     # -- forwarding --------------------------------------------------------------------
 
-    async def exchange(method: str, url: str, headers: dict[str, str], body: bytes
-                       ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | str:
-        """One bounded exchange with the origin: (status, body, raw headers) or why not."""
+    async def to_upstream(route: ToUpstream, now: float) -> bhttp.Response:
+        """One bounded exchange with the origin (aiohttp: any method and header fields)."""
         assert session is not None
         try:
-            async with session.request(method, url, headers=headers, data=body or None,
+            async with session.request(route.method, upstream + route.path,
+                                       headers=dict(route.headers),
+                                       data=route.content or None,
                                        allow_redirects=False) as resp:
                 content = await read_up_to(resp.content, config.max_upstream_body + 1)
                 if len(content) > config.max_upstream_body:
-                    return "too large"
-                return resp.status, content, [(n.lower(), v) for n, v in resp.raw_headers]
+                    return inner_problem(502, "upstream too large", now)
+                fields = ((name.lower(), value) for name, value in resp.raw_headers)
+                return bhttp.Response(status=resp.status, content=content, headers=tuple(
+                    bhttp.Field(n, v) for n, v in fields if n not in HOP_BY_HOP))
         except TimeoutError:
-            return "timed out"
+            return inner_problem(504, "upstream timed out", now)
         except aiohttp.ClientError:
-            return "unreachable"
-
-    async def to_upstream(route: ToUpstream, now: float) -> bhttp.Response:
-        result = await exchange(route.method, upstream + route.path, dict(route.headers),
-                                route.content)
-        if isinstance(result, str):
-            return inner_problem(504 if result == "timed out" else 502,
-                                 f"upstream {result}", now)
-        status, content, raw = result
-        return bhttp.Response(status=status, content=content, headers=tuple(
-            bhttp.Field(n, v) for n, v in raw if n not in HOP_BY_HOP))
+            return inner_problem(502, "upstream unreachable", now)
 
     async def to_node(route: ToNode, now: float) -> bhttp.Response:
         assert directory is not None

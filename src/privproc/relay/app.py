@@ -151,7 +151,6 @@ def create_app(config: RelayConfig) -> PostRoute:
             await session.close()
 
     async def relay(content_type: str, body: bytes) -> Answer:
-        assert session is not None
         started = time.perf_counter()
         if content_type.split(";", maxsplit=1)[0].strip() != ohttp.MEDIA_TYPE_REQUEST:
             requests.record("refused: content type", 0.0)
