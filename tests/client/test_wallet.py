@@ -22,6 +22,8 @@ from privproc.client.tokens import (
 from privproc.issuer import keystore
 from privproc.wire import privacypass as pp
 
+from ..threads import on_threads
+
 CHALLENGE = pp.TokenChallenge(pp.TOKEN_TYPE_BLIND_RSA, "issuer.test", b"", ["origin.test"])
 NOW = 1_800_000_000
 
@@ -97,19 +99,7 @@ def test_an_empty_wallet_fetches_once_for_many_threads_and_says_so(
         two_keys: list[keystore.IssuerKey]) -> None:
     told: list[str] = []
     wallet = FakeIssuerWallet(two_keys, batch=10, on_fetch=told.append)
-    tokens: list[pp.Token] = []
-    lock = threading.Lock()
-
-    def take() -> None:
-        token = wallet.take(CHALLENGE)
-        with lock:
-            tokens.append(token)
-
-    threads = [threading.Thread(target=take) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    tokens = on_threads(lambda: wallet.take(CHALLENGE), 8)
     assert len({t.nonce for t in tokens}) == 8
     assert wallet.requests == 10  # one batch, not one per thread
     assert len(told) == 1 and "link this request" in told[0]

@@ -30,6 +30,7 @@ from privproc.gateway.spend import (
 )
 
 from ..issuer.test_issuer_units import REDIS, redis_or_skip
+from ..threads import on_threads
 
 EOL = 10_000
 NOW = 1_000.0
@@ -64,19 +65,7 @@ def test_concurrent_spends_of_one_token_admit_exactly_one(store: SpendStore) -> 
 
 def test_concurrent_spends_from_threads_admit_exactly_one(store: SpendStore) -> None:
     token = ids(1)[0]
-    results: list[bool] = []
-    lock = threading.Lock()
-
-    def spend() -> None:
-        first = store.spend(token, EOL, NOW)
-        with lock:
-            results.append(first)
-
-    threads = [threading.Thread(target=spend) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = on_threads(lambda: store.spend(token, EOL, NOW), 16)
     assert sorted(results) == [False] * 15 + [True]
 
 

@@ -24,6 +24,7 @@ from privproc.wire import privacypass as pp
 from privproc.wire.privacypass import batch as ppbatch
 
 from ..node import asgi
+from ..threads import on_threads
 
 NOW = 1_800_000_000
 CHALLENGE = pp.TokenChallenge(pp.TOKEN_TYPE_BLIND_RSA, "issuer.test", b"", ["origin.test"])
@@ -208,19 +209,7 @@ def test_concurrent_requests_on_an_empty_wallet_share_one_refill(issuer_state: P
                              before_issue=all_waiting)
     told: list[str] = []
     wallet.on_fetch = told.append
-    tokens: list[pp.Token] = []
-    lock = threading.Lock()
-
-    def take() -> None:
-        token = wallet.take(CHALLENGE)
-        with lock:
-            tokens.append(token)
-
-    threads = [threading.Thread(target=take) for _ in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    tokens = on_threads(lambda: wallet.take(CHALLENGE), threads_n)
     assert len({t.nonce for t in tokens}) == threads_n
     assert wallet.posts == ["/token-request-batch"]  # one exchange for all sixteen
     assert wallet.fetched == threads_n and len(told) == 1
@@ -238,19 +227,12 @@ def test_a_failed_refill_fails_the_requests_that_waited_for_it(issuer_state: Pat
 
     wallet = InProcessWallet(make_app(issuer_state, tmp_path / "q.db", limit=2), batch=4,
                              before_issue=all_waiting)
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def take() -> None:
+    def take() -> BaseException | None:
         try:
             wallet.take(CHALLENGE)
         except QuotaExceededError as exc:
-            with lock:
-                errors.append(exc)
+            return exc
+        return None
 
-    threads = [threading.Thread(target=take) for _ in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = [e for e in on_threads(take, threads_n) if e is not None]
     assert len(errors) == threads_n and len(wallet.posts) == 1  # one try, not six
