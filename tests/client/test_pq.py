@@ -13,6 +13,7 @@ from privproc.client import transparency
 from privproc.client.errors import (
     ClassicalKeyRefusedError,
     KeyConfigFetchError,
+    KeyDowngradeError,
     MeasurementNotLoggedError,
     NodeKeyNotPostQuantumError,
     NodeVerificationError,
@@ -121,3 +122,52 @@ def test_the_sdk_picks_among_nodes_with_a_hybrid_key_first() -> None:
     picked = {PrivateProcessingClient._pick(classic + hybrid).node_id for _ in range(60)}
     assert picked == {"h1", "h2"}  # still random among them
     assert {PrivateProcessingClient._pick(classic).node_id for _ in range(60)} == {"c1", "c2"}
+
+
+def test_a_replayed_old_bundle_cannot_downgrade_the_client_to_a_classical_key(
+        tmp_path: Path) -> None:
+    """Attack (a relay that records for a future quantum computer): the gateway moved from
+    a classical key to a hybrid one, whose record the log now holds; the old classical
+    record is still valid (30 days by default). The relay replays the old key bundle,
+    whose checkpoint is consistent with the client's view, to make the client seal to
+    X25519 alone. The client's view knows the hybrid record, so it refuses."""
+    log = Log(tmp_path / "log.db")
+    classic, hybrid = config(1, hpke.KEM_X25519_SHA256), config(2, HYBRID)
+    old = log.bundle(log.add(key("ohttp-gateway", GATEWAY, classic.encode(), NOW - 500)))
+    new_index = log.add(key("ohttp-gateway", GATEWAY, hybrid.encode(), NOW - 100))
+    view = log.view()
+    view.sync()  # the client's own copy of the log: both records
+    replayed = verify_key_bundle(old.encode(), with_pq(False), view, NOW)
+    assert [k.config for k in replayed.gateway] == [classic]  # proofs and checkpoint hold
+    with pytest.raises(KeyDowngradeError,
+                       match=rf"offers only classical OHTTP keys of 'gateway.test' \(key_id 1 "
+                             rf"X25519\), but the log holds a valid post-quantum key of it "
+                             rf"\(record {new_index[0]}, MLKEM768-X25519, valid until ") as info:
+        pick_gateway_key(replayed, with_pq(False), view, NOW)
+    assert isinstance(info.value, ClassicalKeyRefusedError)
+    # the bundle the gateway staples now carries the hybrid key: used
+    fresh = verify_key_bundle(log.bundle(new_index).encode(), with_pq(False), view, NOW)
+    assert pick_gateway_key(fresh, with_pq(False), view, NOW).config == hybrid
+
+
+def test_a_classical_gateway_that_never_had_a_hybrid_key_is_still_used(tmp_path: Path) -> None:
+    log = Log(tmp_path / "log.db")
+    older, classic = config(1, hpke.KEM_X25519_SHA256), config(2, hpke.KEM_X25519_SHA256)
+    log.add(key("ohttp-gateway", GATEWAY, older.encode(), NOW - 500))
+    index = log.add(key("ohttp-gateway", GATEWAY, classic.encode(), NOW - 100),
+                    key("ohttp-gateway", "other.test", config(3, HYBRID).encode()))
+    view = log.view()
+    view.sync()
+    found = verify_key_bundle(log.bundle(index[:1]).encode(), with_pq(False), view, NOW)
+    assert pick_gateway_key(found, with_pq(False), view, NOW).config == classic
+
+
+def test_an_expired_hybrid_record_is_no_downgrade(tmp_path: Path) -> None:
+    log = Log(tmp_path / "log.db")
+    classic, hybrid = config(1, hpke.KEM_X25519_SHA256), config(2, HYBRID)
+    index = log.add(key("ohttp-gateway", GATEWAY, classic.encode(), NOW - 500),
+                    key("ohttp-gateway", GATEWAY, hybrid.encode(), NOW - 400, NOW - 1))
+    view = log.view()
+    view.sync()
+    found = verify_key_bundle(log.bundle(index[:1]).encode(), with_pq(False), view, NOW)
+    assert pick_gateway_key(found, with_pq(False), view, NOW).config == classic

@@ -38,7 +38,9 @@ class EvilRelay:
     checkpoint, no valid proof); ``"swapped"`` takes the real bundle and swaps the key
     bytes of the gateway's record for its own; ``"keys-only"`` serves its key at
     ``/ohttp-keys`` but passes the real bundle (and forwards requests, trying to open
-    each first).
+    each first); ``"replay"`` serves ``bundle`` instead of the real one, a genuine bundle
+    of the log (an old one, or one it asked the log for) that names a key of the gateway
+    it would rather clients used, and forwards requests (it records them).
     """
 
     upstream: str  # the honest relay
@@ -46,6 +48,7 @@ class EvilRelay:
     mode: str
     key: ohttp.GatewayKey = field(
         default_factory=lambda: ohttp.GatewayKey.create(0x42, hpke.KeyPair.generate()))
+    bundle: bytes = b""  # what "replay" serves
     posts: int = 0
     opened: list[bhttp.Request] = field(default_factory=list)
     url: str = ""
@@ -66,6 +69,8 @@ class EvilRelay:
                          self.key.config.encode(), now - 60, now + 86400)
 
     def key_bundle(self) -> bytes:
+        if self.mode == "replay":
+            return self.bundle
         real = LogBundle.decode(_get(self.upstream + "privproc/keys")[0])
         if self.mode == "keys-only":
             return real.encode()
@@ -105,7 +110,7 @@ class EvilRelay:
             self.opened.append(bhttp.decode_request(plain))
         except OHTTPError:
             pass
-        if self.mode != "keys-only":
+        if self.mode not in ("keys-only", "replay"):
             return web.Response(status=502)
         req = urllib.request.Request(self.upstream, data=body, method="POST",
                                      headers={"Content-Type": ohttp.MEDIA_TYPE_REQUEST})

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from privproc.client.errors import (
+    KeyDowngradeError,
     KeyNotLoggedError,
     LogVerificationError,
     ReleaseRevokedError,
@@ -36,9 +37,16 @@ from privproc.client.tokens import TokenWallet
 from privproc.client.trust import ClientTrust, TrustConfigError, load_trust
 from privproc.relay.app import RelayConfig
 from privproc.relay.app import create_app as create_relay
+from privproc.tlog.bundle import LogBundle
 from privproc.tlog.keys import read_signer
 from privproc.tlog.publish import publish
-from privproc.tlog.record import KeyRecord, ReleaseRecord, privacypass_purpose
+from privproc.tlog.record import (
+    PURPOSE_OHTTP_GATEWAY,
+    KeyRecord,
+    ReleaseRecord,
+    decode_entry,
+    privacypass_purpose,
+)
 from privproc.up.system import (
     ISSUER_NAME,
     System,
@@ -46,6 +54,7 @@ from privproc.up.system import (
     node_args,
     node_id_from_log,
 )
+from privproc.wire import hpke, ohttp
 
 from ..servers import ANY_PORT, serving, start_service
 from .conftest import up_system
@@ -337,3 +346,46 @@ def test_2_surplus_logged_issuer_keys_are_flagged_and_refused(system: System,
         voprf.refresh()
     # Type-2 keys are not in surplus: those clients carry on.
     assert make_client(system, trust).summarize(CHAT).output == ["1 messages"]
+
+
+# -- 7. a relay that downgrades clients to a classical key (harvest now, decrypt later) ----
+
+
+def test_7_relay_serving_a_bundle_with_only_a_classical_key_gets_nothing(
+        system: System) -> None:
+    """The gateway's hybrid key is logged and a classical key of it is also still valid
+    (as after an upgrade, for up to the key lifetime). A relay that records traffic for a
+    future quantum computer serves a genuine bundle of the classical record alone, asked
+    of the log. The client's copy of the log knows the hybrid key: it refuses and sends
+    nothing. (Last in this module: it logs a gateway key.)"""
+    trust = load_trust(system.client_config)
+    classic = ohttp.GatewayKey.create(7, hpke.KeyPair.generate(kem_id=hpke.KEM_X25519_SHA256))
+    now = int(time.time())
+    record = KeyRecord(PURPOSE_OHTTP_GATEWAY, trust.gateway_name, classic.config.encode(),
+                       now - 10, now + 3600)
+    gateway_publisher = read_signer(system.state / "gateway-publisher.key")
+    index = publish(system.urls["log"], gateway_publisher, record.encode())
+    _wait_for_size(system.urls["log"], index + 1)
+    # the issuer's key records as the honest bundle has them, the classical gateway key
+    # instead of the hybrid one: every proof genuine, asked of the log
+    with urllib.request.urlopen(trust.relay_url + "privproc/keys", timeout=10) as resp:
+        honest = LogBundle.decode(resp.read())
+    subjects = [record.subject] + [
+        r.subject for r in (decode_entry(e.record) for e in honest.entries)
+        if isinstance(r, KeyRecord) and r.purpose != PURPOSE_OHTTP_GATEWAY]
+    query = "&".join(f"subject={s.hex()}" for s in subjects)
+    with urllib.request.urlopen(f"{system.urls['log']}/proofs?{query}", timeout=10) as resp:
+        genuine = resp.read()
+    evil = EvilRelay(trust.relay_url, trust.gateway_name, "replay", bundle=genuine)
+    try:
+        # require_pq = false (the trust file's default; up writes true): the preference
+        # for the hybrid key is all that stands between the client and the classical one
+        client = make_client(system, replace(trust, relay_url=evil.url, require_pq=False))
+        with pytest.raises(KeyDowngradeError, match=r"\(key_id 7 X25519\), but the log holds "
+                                                    r"a valid post-quantum key"):
+            client.summarize(CHAT)
+        assert evil.posts == 0  # nothing sealed to the classical key went out, no token
+    finally:
+        evil.close()
+    # through the honest relay the same client state picks the hybrid key
+    assert make_client(system).summarize(CHAT).output == ["1 messages"]

@@ -20,7 +20,7 @@ from privproc.tlog.record import KeyRecord, RevocationRecord
 from privproc.tlog.sequencer import Sequencer
 from privproc.tlog.storage import SqliteStorage
 from privproc.tlog.view import KeyEntry, LogView, LogViewStateError, Revocation
-from privproc.wire import merkle, note, tiles
+from privproc.wire import hpke, merkle, note, ohttp, tiles
 from privproc.wire.checkpoint import CosignatureSigner
 
 from .conftest import StorageFactory
@@ -182,7 +182,7 @@ def test_state_persists_and_a_reloaded_view_continues(log: Log, tmp_path: Path) 
     first.sync()
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     doc = json.loads(state.read_bytes())
-    assert doc["version"] == 1 and doc["checkpoint"] == log.note.decode()
+    assert doc["version"] == 2 and doc["checkpoint"] == log.note.decode()
 
     fetch = Fetcher(log)
     again = LogView(fetch, POLICY, state)
@@ -408,7 +408,7 @@ def test_tampered_or_malformed_state_is_refused(log: Log, tmp_path: Path) -> Non
         with pytest.raises(LogViewStateError, match="does not match"):
             LogView(Fetcher(log), POLICY, state)
     for doc in (
-        {**good, "version": 2},
+        {**good, "version": 3},
         {k: v for k, v in good.items() if k != "keys"},
         {**good, "range": "zz"},
         {**good, "checkpoint": 5},
@@ -425,3 +425,72 @@ def test_tampered_or_malformed_state_is_refused(log: Log, tmp_path: Path) -> Non
         LogView(Fetcher(log), POLICY, state)
     write(good)
     assert LogView(Fetcher(log), POLICY, state).size == 10
+
+
+# --------------------------------------------------------------------------- gateway KEMs
+
+
+def _gateway_key(kem_id: int, n: int) -> bytes:
+    config = ohttp.GatewayKey.create(n, hpke.KeyPair.generate(kem_id=kem_id)).config
+    return KeyRecord("ohttp-gateway", "gw.example", config.encode(), 1_700_000_000,
+                     1_800_000_000).encode()
+
+
+def test_gateway_keys_are_indexed_with_their_kem(tmp_path: Path) -> None:
+    lg = Log(tmp_path / "log.db", [_gateway_key(hpke.KEM_X25519_SHA256, 1),
+                                   _gateway_key(hpke.KEM_MLKEM768_X25519, 2),
+                                   key_record("gw.example", 3),  # not a key configuration
+                                   key_record("issuer.example", 4, "privacypass-0002")])
+    view = LogView(Fetcher(lg), POLICY)
+    view.sync()
+    gw = view.keys("ohttp-gateway", "gw.example")
+    assert [(k.kem_id, k.post_quantum, k.kem_name) for k in gw] == [
+        (0x0020, False, "X25519"), (0x647A, True, "MLKEM768-X25519"), (None, False, "no KEM")]
+    assert [k.kem_id for k in view.keys("privacypass-0002", "issuer.example")] == [None]
+    lg.storage.close()
+
+
+def _as_version_1(state: Path) -> None:
+    doc = json.loads(state.read_bytes())
+    doc["version"] = 1
+    doc["keys"] = [k[:6] for k in doc["keys"]]
+    state.write_text(json.dumps(doc))
+
+
+def test_a_version_1_state_is_reindexed_from_the_first_entry(tmp_path: Path) -> None:
+    """A state written before the view kept KEMs: loaded (the fork check keeps its
+    memory), and re-indexed at the next checkpoint, so the hybrid key is known."""
+    lg = Log(tmp_path / "log.db", [release(0), _gateway_key(hpke.KEM_MLKEM768_X25519, 1)])
+    state = tmp_path / "view.json"
+    LogView(Fetcher(lg), POLICY, state).sync()
+    _as_version_1(state)
+    fetch = Fetcher(lg)
+    old = LogView(fetch, POLICY, state)
+    assert [k.kem_id for k in old.keys("ohttp-gateway", "gw.example")] == [None]
+    old.accept(lg.note)  # the same checkpoint: replayed from entry 0 all the same
+    assert fetch.take() == ["tile/entries/000.p/2"]
+    assert [k.post_quantum for k in old.keys("ohttp-gateway", "gw.example")] == [True]
+    assert old.releases(measurement(0)) == [0]  # indexed once, not twice
+    assert json.loads(state.read_bytes())["version"] == 2
+    old.accept(lg.note)
+    assert fetch.take() == []  # done once
+    lg.add([release(1)])
+    again = LogView(Fetcher(lg), POLICY, state)
+    again.sync()
+    assert again.releases(measurement(0)) == [0] and again.releases(measurement(1)) == [2]
+    assert [k.post_quantum for k in again.keys("ohttp-gateway", "gw.example")] == [True]
+    lg.storage.close()
+
+
+def test_a_fork_is_found_while_reindexing_a_version_1_state(
+        fork: tuple[Log, Log, Log], tmp_path: Path) -> None:
+    honest, longer, _ = fork
+    state = tmp_path / "view.json"
+    LogView(Fetcher(honest), POLICY, state).sync()
+    _as_version_1(state)
+    kept = state.read_bytes()
+    view = LogView(Fetcher(longer), POLICY, state)
+    with pytest.raises(LogForkError, match="do not hash to the tree kept before") as err:
+        view.sync()
+    assert (err.value.first, err.value.second) == (honest.note, longer.note)
+    assert state.read_bytes() == kept and view.size == 10

@@ -22,6 +22,8 @@ Outline (indentation is inheritance)::
             LogUnavailableError      (also a LogError)
         KeyConfigFetchError, ResponseError
         ClassicalKeyRefusedError     require_pq = true and a key is classical-only
+            KeyDowngradeError        a classical gateway key offered while the log holds
+                                     a valid post-quantum one (whatever require_pq says)
             NodeKeyNotPostQuantumError (also a NodeVerificationError)
         NodeVerificationError
             EvidenceRefusedError, KeyExpiredError, MeasurementNotLoggedError,
@@ -130,6 +132,13 @@ class ReleaseRevokedError(NodeVerificationError):
 class ClassicalKeyRefusedError(ClientError):
     """The trust file says ``require_pq = true`` and the gateway offers only keys whose KEM
     is classical (X25519 alone): nothing is sealed to them."""
+
+
+class KeyDowngradeError(ClassicalKeyRefusedError):
+    """The key bundle offers only classical OHTTP keys of the gateway while the client's
+    own copy of the log holds a valid post-quantum key of it: a relay replaying an old
+    bundle (still consistent with the log) to make the client seal to X25519 alone.
+    Refused whatever ``require_pq`` says; nothing is sent."""
 
 
 class NodeKeyNotPostQuantumError(ClassicalKeyRefusedError, NodeVerificationError):

@@ -39,6 +39,7 @@ from privproc.wire.errors import KeyConfigError
 from .errors import (
     ClassicalKeyRefusedError,
     EvidenceRefusedError,
+    KeyDowngradeError,
     KeyExpiredError,
     KeyNotLoggedError,
     LogVerificationError,
@@ -142,8 +143,19 @@ def pick_gateway_key(keys: VerifiedKeys, trust: ClientTrust, view: LogView, now:
             f"({format_time(int(now))}) was offered: nothing is sent to an unlogged key")
     # the newest post-quantum key first; a classical one only if there is none
     hybrid = [k for k in valid if k.config.post_quantum]
+    offered = ", ".join(f"key_id {k.config.key_id} {k.config.kem_name}" for k in valid)
+    if not hybrid:
+        hidden = [k for k in view.keys(PURPOSE_OHTTP_GATEWAY, trust.gateway_name)
+                  if k.post_quantum and k.valid_at(now)]
+        if hidden:
+            newest = hidden[-1]
+            raise KeyDowngradeError(
+                f"the key bundle offers only classical OHTTP keys of {trust.gateway_name!r} "
+                f"({offered}), but the log holds a valid post-quantum key of it (record "
+                f"{newest.index}, {newest.kem_name}, valid until "
+                f"{format_time(newest.not_after)}): a replayed old bundle would downgrade "
+                "this client; nothing is sent")
     if not hybrid and trust.require_pq:
-        offered = ", ".join(f"key_id {k.config.key_id} {k.config.kem_name}" for k in valid)
         raise ClassicalKeyRefusedError(
             f"the trust file says require_pq = true, but every valid OHTTP key of "
             f"{trust.gateway_name!r} is classical ({offered}); expected a post-quantum KEM "

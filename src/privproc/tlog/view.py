@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from privproc.files import replace_file
-from privproc.wire import merkle, tiles
+from privproc.wire import hpke, merkle, ohttp, tiles
 from privproc.wire.checkpoint import Checkpoint
-from privproc.wire.errors import MerkleError
+from privproc.wire.errors import KeyConfigError, MerkleError
 
 from .client import (
     Fetch,
@@ -46,9 +46,18 @@ from .client import (
     LogReader,
     TrustedCheckpoint,
 )
-from .record import KeyRecord, RecordError, ReleaseRecord, RevocationRecord, decode_entry
+from .record import (
+    PURPOSE_OHTTP_GATEWAY,
+    KeyRecord,
+    RecordError,
+    ReleaseRecord,
+    RevocationRecord,
+    decode_entry,
+)
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Version 2 adds each gateway key's KEM. A version 1 state is loaded and re-indexed from
+the log's first entry at the next checkpoint it accepts (checked against the kept tree)."""
 
 
 class LogViewStateError(LogClientError):
@@ -65,9 +74,31 @@ class KeyEntry:
     key_sha256: bytes
     not_before: int
     not_after: int
+    kem_id: int | None = None
+    """The KEM of an OHTTP gateway key (purpose ``ohttp-gateway``), so that a client can
+    tell a bundle that hides the gateway's post-quantum key from a gateway that has none;
+    None for every other purpose (and for a key configuration that does not parse)."""
 
     def valid_at(self, now: float) -> bool:
         return self.not_before <= now < self.not_after
+
+    @property
+    def post_quantum(self) -> bool:
+        info = hpke.KEMS.get(self.kem_id) if self.kem_id is not None else None
+        return info is not None and info.post_quantum
+
+    @property
+    def kem_name(self) -> str:
+        return hpke.kem_name(self.kem_id) if self.kem_id is not None else "no KEM"
+
+
+def _kem_of(record: KeyRecord) -> int | None:
+    if record.purpose != PURPOSE_OHTTP_GATEWAY:
+        return None
+    try:
+        return ohttp.decode_key_config(record.key).kem_id
+    except KeyConfigError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -92,6 +123,7 @@ class LogView:
         self._keys: list[KeyEntry] = []
         self._revoked: dict[bytes, Revocation] = {}
         self._releases: dict[bytes, list[int]] = {}
+        self._reindex = False  # a version 1 state: its key index lacks the KEMs
         self._load()
 
     # -- queries ---------------------------------------------------------------------------
@@ -131,7 +163,9 @@ class LogView:
         new = self.policy.verify(checkpoint_note).checkpoint
         with self._lock:
             ours = self._range.size
-            if new.size > ours or self._note is None:
+            if self._reindex and new.size >= ours:
+                self._replay_to(new, checkpoint_note, reindex=True)
+            elif new.size > ours or self._note is None:
                 self._replay_to(new, checkpoint_note)
             elif new.size == ours:
                 if new.root_hash != self._range.root():
@@ -152,9 +186,14 @@ class LogView:
             f"log fork: a checkpoint of size {self._range.size} was seen before and this "
             f"one is not consistent with it ({why})", self._note, other)
 
-    def _replay_to(self, new: Checkpoint, checkpoint_note: bytes) -> None:
-        start = self._range.size
-        grown = self._range.copy()
+    def _replay_to(self, new: Checkpoint, checkpoint_note: bytes, *,
+                   reindex: bool = False) -> None:
+        """Replay the entries the view lacks (``reindex``: all of them, into a fresh index,
+        checking that their first ``size`` hash to the tree kept so far)."""
+        kept = self._range
+        start = 0 if reindex else kept.size
+        grown = merkle.CompactRange() if reindex else kept.copy()
+        kept_root = None  # reindex: the root of the replayed entries at the kept size
         records: list[tuple[int, bytes]] = []
         first_bundle = start // tiles.TILE_WIDTH
         last_bundle = (new.size + tiles.TILE_WIDTH - 1) // tiles.TILE_WIDTH
@@ -171,10 +210,12 @@ class LogView:
             for offset in range(max(0, start - base), len(entries)):
                 grown.append(merkle.leaf_hash(entries[offset]))
                 records.append((base + offset, entries[offset]))
+                if reindex and grown.size == kept.size:
+                    kept_root = grown.root()
             if self.progress is not None:
                 self.progress(min(new.size, base + len(entries)), new.size)
         if malformed is not None or grown.root() != new.root_hash:
-            if self._note is not None:
+            if self._note is not None and not reindex:
                 # Tampered entries, or a fork? A consistency proof tells them apart.
                 try:
                     self.reader.check_consistent(start, self._range.root(), new.size,
@@ -185,6 +226,12 @@ class LogView:
                    else "they do not hash to the checkpoint's root")
             raise LogFetchError(
                 f"the entries up to {new.size} that were served are a corrupt copy: {why}")
+        if reindex:
+            if kept_root != kept.root():  # the new checkpoint's entries hash right
+                raise self._fork(checkpoint_note, "its first entries do not hash to the tree "
+                                                  "kept before")
+            self._keys, self._revoked, self._releases = [], {}, {}
+            self._reindex = False
         for index, data in records:
             self._index(index, data)
         self._range = grown
@@ -198,7 +245,8 @@ class LogView:
             return  # the log may carry entries of other kinds; they mean nothing here
         if isinstance(record, KeyRecord):
             self._keys.append(KeyEntry(index, record.purpose, record.owner, record.key_sha256,
-                                       record.not_before, record.not_after))
+                                       record.not_before, record.not_after,
+                                       _kem_of(record)))
         elif isinstance(record, RevocationRecord):
             self._revoked.setdefault(record.measurement,
                                      Revocation(index, record.reason, record.time))
@@ -216,7 +264,7 @@ class LogView:
             "checkpoint": self._note.decode(),
             "range": self._range.to_bytes().hex(),
             "keys": [[k.index, k.purpose, k.owner, k.key_sha256.hex(), k.not_before,
-                      k.not_after] for k in self._keys],
+                      k.not_after, k.kem_id] for k in self._keys],
             "revoked": {m.hex(): [r.index, r.reason, r.time] for m, r in self._revoked.items()},
             "releases": {m.hex(): ix for m, ix in self._releases.items()},
         }
@@ -228,13 +276,13 @@ class LogView:
             return
         try:
             doc = json.loads(self.state_path.read_bytes())
-            if doc["version"] != STATE_VERSION:
+            version = doc["version"]
+            if version not in (1, STATE_VERSION):
                 raise LogViewStateError(f"{self.state_path}: unsupported state version "
-                                        f"{doc['version']!r}")
+                                        f"{version!r}")
             note_ = doc["checkpoint"].encode()
             rng = merkle.CompactRange.from_bytes(bytes.fromhex(doc["range"]))
-            keys = [KeyEntry(int(i), str(p), str(o), bytes.fromhex(h), int(nb), int(na))
-                    for i, p, o, h, nb, na in doc["keys"]]
+            keys = [_key_entry(k, version) for k in doc["keys"]]
             revoked = {bytes.fromhex(m): Revocation(int(i), str(r), int(t))
                        for m, (i, r, t) in doc["revoked"].items()}
             releases = {bytes.fromhex(m): [int(i) for i in ix]
@@ -248,3 +296,14 @@ class LogView:
                                     "kept checkpoint")
         self._note, self._range = note_, rng
         self._keys, self._revoked, self._releases = keys, revoked, releases
+        self._reindex = version == 1
+
+
+def _key_entry(fields: list[Any], version: int) -> KeyEntry:
+    if version == 1:
+        i, p, o, h, nb, na = fields
+        kem = None
+    else:
+        i, p, o, h, nb, na, kem = fields
+    return KeyEntry(int(i), str(p), str(o), bytes.fromhex(h), int(nb), int(na),
+                    None if kem is None else int(kem))
