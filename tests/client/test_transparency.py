@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from privproc.attest.evidence import EvidencePolicy, TrustConfig
-from privproc.client.errors import KeyNotLoggedError, LogVerificationError, TooManyKeysError
+from privproc.client.errors import (
+    KeyNotLoggedError,
+    LogVerificationError,
+    StaleLogError,
+    TooManyKeysError,
+)
 from privproc.client.transparency import (
     check_issuer_key,
     pick_gateway_key,
@@ -129,11 +134,37 @@ def test_release_proofs_and_revocations(tmp_path: Path) -> None:
     idx = log.add(ReleaseRecord(m1, bytes(32), "1", "s", NOW).encode(),
                   ReleaseRecord(m2, bytes(32), "2", "s", NOW).encode())
     view = log.view()
-    proofs = release_proofs(log.bundle(idx).to_json(), trust(), view)
+    proofs = release_proofs(log.bundle(idx).to_json(), trust(), view, NOW)
     assert set(proofs) == {m1, m2} and view.revocation(m1) is None
-    assert release_proofs(None, trust(), view) == {}
+    assert release_proofs(None, trust(), view, NOW) == {}
     log.add(RevocationRecord(m1, "CVE-1", NOW).encode())
     view.sync()
     revoked = view.revocation(m1)
     assert revoked is not None and revoked.reason == "CVE-1"
     assert view.revocation(m2) is None
+
+
+def test_a_frozen_view_is_refused_once_its_checkpoint_is_too_old(tmp_path: Path) -> None:
+    """Attack: a relay keeps serving the bundles of a day it chose (genuine, consistent
+    with every view), so that no client learns of a later revocation or key. Witnesses
+    cosign at a time; past ``max_checkpoint_age`` by the client's clock the bundle is
+    refused, key bundle and node list alike."""
+    log = Log(tmp_path / "log.db")  # cosigned by W1 at NOW
+    key_idx = log.add(key("ohttp-gateway", GATEWAY, gateway_config(1).encode(), NOW - 10,
+                          NOW + 10 * 86400))
+    release_idx = log.add(ReleaseRecord(bytes(48), bytes(32), "1", "s", NOW).encode())
+    keys, releases = log.bundle(key_idx), log.bundle(release_idx)
+    view = log.view()
+    day = 86400
+    assert verify_key_bundle(keys.encode(), trust(), view, NOW + day).gateway
+    assert release_proofs(releases.to_json(), trust(), view, NOW + day)
+    for check in (lambda: verify_key_bundle(keys.encode(), trust(), view, NOW + day + 1),
+                  lambda: release_proofs(releases.to_json(), trust(), view, NOW + day + 1)):
+        with pytest.raises(StaleLogError, match=r"stapled checkpoint refused: the checkpoint "
+                                                r"of size 2 was last cosigned by a quorum of "
+                                                r"witnesses 86401 s ago") as info:
+            check()
+        assert isinstance(info.value, LogVerificationError)
+    shorter = type(trust())(**{**trust().__dict__, "max_checkpoint_age": 60.0})
+    with pytest.raises(StaleLogError):
+        verify_key_bundle(keys.encode(), shorter, view, NOW + 61)

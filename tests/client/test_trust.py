@@ -47,6 +47,10 @@ def test_a_good_file_loads_with_documented_defaults(tmp_path: Path,
     assert trust.tokens.token_type == 2
     assert trust.crls == () and not trust.roots.allow_simulated
     assert trust.policy.snp.allow_debug is False and trust.policy.snp.max_vmpl == 0
+    assert trust.max_checkpoint_age == 86400
+    text = good(keys, log=f'vkey = "{keys["log"]}"\nwitnesses = ["{keys["w1"]}"]\nquorum = 1\n'
+                          "max_checkpoint_age = 3600.5")
+    assert load_trust(write(tmp_path, text)).max_checkpoint_age == 3600.5
 
 
 @pytest.mark.parametrize(("log", "message"), [
@@ -62,6 +66,9 @@ def test_a_good_file_loads_with_documented_defaults(tmp_path: Path,
     ('witnesses = ["{w1}"]\nquorum = 1', "vkey is required"),
     ('vkey = "{log}"\nwitnesses = ["{w1}"]\nquorum = 1\nmax_keys = 0', "max_keys"),
     ('vkey = "{log}"\nwitnesses = ["{w1}"]\nquorum = 1\nfoo = 1', "unknown key"),
+    *((f'vkey = "{{log}}"\nwitnesses = ["{{w1}}"]\nquorum = 1\nmax_checkpoint_age = {bad}',
+       r"\[log\] max_checkpoint_age must be a positive number of seconds")
+      for bad in ("0", "-5", "true", '"1d"', "inf", "nan")),
 ])
 def test_weak_or_malformed_log_trust_is_refused(tmp_path: Path, keys: dict[str, str],
                                                 log: str, message: str) -> None:

@@ -29,6 +29,7 @@ from privproc.client.errors import (
     KeyNotLoggedError,
     LogVerificationError,
     ReleaseRevokedError,
+    StaleLogError,
     TooManyKeysError,
 )
 from privproc.client.receipt import ReceiptError, verify_receipt
@@ -389,3 +390,33 @@ def test_7_relay_serving_a_bundle_with_only_a_classical_key_gets_nothing(
         evil.close()
     # through the honest relay the same client state picks the hybrid key
     assert make_client(system).summarize(CHAT).output == ["1 messages"]
+
+
+# -- 8. a relay that freezes the client's view of the log ----------------------------------
+
+
+def test_8_relay_replaying_an_old_bundle_is_refused_past_max_checkpoint_age(
+        system: System) -> None:
+    """A relay that keeps serving the key bundle of a moment it chose (genuine, and
+    consistent with every later checkpoint) would keep every later revocation and key
+    from its clients. Past ``max_checkpoint_age`` after its witnesses cosigned it, the
+    client refuses it and sends nothing (the client's clock runs two hours on here)."""
+    trust = replace(load_trust(system.client_config), max_checkpoint_age=3600.0)
+    with urllib.request.urlopen(trust.relay_url + "privproc/keys", timeout=10) as resp:
+        frozen = resp.read()
+    evil = EvilRelay(trust.relay_url, trust.gateway_name, "replay", bundle=frozen)
+    try:
+        assert trust.tokens is not None
+        wallet = TokenWallet(trust.tokens.issuer_url, trust.tokens.account_token, None,
+                             batch=4, token_type=trust.tokens.token_type)
+        later = PrivateProcessingClient(replace(trust, relay_url=evil.url), tokens=wallet,
+                                        clock=lambda: time.time() + 7200)
+        with pytest.raises(StaleLogError, match=r"last cosigned by a quorum of witnesses "
+                                                r"\d+ s ago .*at most 3600 s is accepted"):
+            later.summarize(CHAT)
+        assert evil.posts == 0
+        # the same bundle an hour's margin earlier is fine
+        now = make_client(system, replace(trust, relay_url=evil.url))
+        assert now.summarize(CHAT).output == ["1 messages"]
+    finally:
+        evil.close()

@@ -85,7 +85,8 @@ class World:
         checkpoint = parse_checkpoint(note.parse_note(state.published).text)
         bundle = build_bundle(LogReader(fetcher(self.storage)), checkpoint, state.published,
                               self.storage.find_subject(MEASUREMENT))
-        return release_proofs(bundle.to_json(), self.trust, self.view)  # type: ignore[return-value]
+        return release_proofs(bundle.to_json(), self.trust, self.view,  # type: ignore[return-value]
+                              self.now)
 
     def register(self, body: bytes, auth: str = f"Bearer {TOKEN}") -> NodeEntry | Refused:
         admitted = self.registrar.admit(auth, body, self.now)

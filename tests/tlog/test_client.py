@@ -15,6 +15,7 @@ from privproc.tlog.client import (
     LogClient,
     LogForkError,
     LogPolicy,
+    StaleCheckpointError,
     verify_inclusion_offline,
 )
 from privproc.tlog.sequencer import Sequencer
@@ -104,3 +105,40 @@ def test_inclusion_proof_verifies_offline_and_fails_when_tampered(tmp_path: Path
         verify_inclusion_offline(bad, policy())
     with pytest.raises(InclusionError, match="outside"):
         client.entry(300, 300)
+
+
+# --------------------------------------------------------------------------- freshness
+
+
+def _cosigned(times: Sequence[tuple[CosignatureSigner, int]]) -> bytes:
+    seq = Sequencer(SqliteStorage(Path(":memory:")), LOG_SIGNER, ORIGIN)
+    seq.integrate([release(0)])
+    return note.add_signatures(seq.checkpoint, [w.at(t) for w, t in times])
+
+
+def test_a_checkpoint_is_as_recent_as_its_quorum_th_newest_witness() -> None:
+    p = policy(2)
+    # w1 cosigned long ago, w2 and w3 recently: a quorum of 2 had cosigned by 900
+    verified = p.verify(_cosigned([(W1, 100), (W2, 900), (W3, 1000)]))
+    assert p.witnessed_at(verified) == 900
+    p.check_fresh(verified, now=1900, max_age=1000)
+    with pytest.raises(StaleCheckpointError,
+                       match=r"size 1 was last cosigned by a quorum of witnesses 1001 s ago "
+                             r"\(1970-01-01T00:15:00Z\); at most 1000 s is accepted "
+                             r"\(max_checkpoint_age\): whoever served it may be hiding"):
+        p.check_fresh(verified, now=1901, max_age=1000)
+    # one fresh witness does not make a quorum of two fresh
+    old = p.verify(_cosigned([(W1, 100), (W2, 5000)]))
+    assert p.witnessed_at(old) == 100
+    with pytest.raises(StaleCheckpointError):
+        p.check_fresh(old, now=5000, max_age=1000)
+    # a witness from the future (its clock ahead) is no staleness
+    policy(1).check_fresh(policy(1).verify(_cosigned([(W1, 9000)])), now=5000, max_age=10)
+
+
+def test_a_checkpoint_without_a_quorum_has_no_known_age() -> None:
+    p = LogPolicy.from_keys(LOG_SIGNER.verifier_key, [W1.verifier_key], 0)
+    verified = p.verify(_cosigned([]))
+    assert p.witnessed_at(verified) is None
+    with pytest.raises(StaleCheckpointError, match="no quorum of witness cosignatures"):
+        p.check_fresh(verified, now=0, max_age=10)

@@ -8,7 +8,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,3 +187,46 @@ def test_proofs_refuses_bad_queries(log: LogServer) -> None:
     at_limit = "?" + "&".join([f"subject={subject}"] * MAX_SUBJECTS)
     assert http(f"{log.url}/proofs{at_limit}").status == 200
     assert http(f"{log.url}/proofs?subject={subject.upper()}").status == 200
+
+
+# --------------------------------------------------------------------------- recosigning
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met within 10 s"
+        threading.Event().wait(0.01)
+
+
+def test_an_unchanged_checkpoint_is_cosigned_again_with_a_newer_time(tmp_path: Path) -> None:
+    """Clients judge how recent a checkpoint is by its cosignature times
+    (``max_checkpoint_age``), so a log that gets no new records still gets new ones."""
+    from privproc.tlog.log_app import WitnessEndpoint
+    from privproc.tlog.witness_app import WitnessConfig
+    from privproc.tlog.witness_app import create_app as create_witness
+    from privproc.tlog.witness_store import MemoryWitnessStore
+    from privproc.wire.checkpoint import CosignatureSigner, CosignatureVerifier
+
+    witness_key = CosignatureSigner("w.example", hashlib.sha256(b"w").digest())
+    clock = [1_700_000_000.0]
+    witness = WitnessConfig(witness_key, {ORIGIN: [LOG_SIGNER.verifier()]},
+                            MemoryWitnessStore(), clock=lambda: clock[0])
+    policy = LogPolicy.from_keys(LOG_SIGNER.verifier_key, [witness_key.verifier_key], 1)
+
+    def cosigned_at(url: str) -> int | None:
+        verified = policy.verify(http(url + "/checkpoint").body)
+        return policy.witnessed_at(verified)
+
+    with serving(create_witness(witness)) as witness_url:
+        config = LogConfig(origin=ORIGIN, signer=LOG_SIGNER, publishers=[RELEASES.verifier()],
+                           witnesses=[WitnessEndpoint(witness_url, CosignatureVerifier.from_key(
+                               witness_key.verifier_key))], quorum=1, batch_wait=0.001,
+                           recosign_interval=0.05)
+        with serving(create_app(SqliteStorage(tmp_path / "log.db"), config)) as url:
+            wait_for(lambda: cosigned_at(url) == 1_700_000_000)
+            size = parse_checkpoint(note.parse_note(http(url + "/checkpoint").body).text).size
+            clock[0] += 500  # nothing logged meanwhile
+            wait_for(lambda: cosigned_at(url) == 1_700_000_500)
+            again = parse_checkpoint(note.parse_note(http(url + "/checkpoint").body).text)
+            assert again.size == size  # the same tree, a newer witnessed time

@@ -33,6 +33,7 @@ Outline (indentation is inheritance)::
             TooManyKeysError, KeyRecordExpiredError
         LogError
             LogVerificationError
+                StaleLogError        a stapled checkpoint older than max_checkpoint_age
                 LogForkDetectedError (also a privproc.tlog.client.LogForkError)
         UnexpectedError              a failure the SDK does not classify
 
@@ -186,6 +187,12 @@ class LogUnavailableError(LogError, TransportError):
 
 class LogVerificationError(LogError):
     """The log's checkpoint or a stapled proof does not verify."""
+
+
+class StaleLogError(LogVerificationError):
+    """The checkpoint stapled to a bundle was last cosigned by a quorum of witnesses
+    longer ago than the trust file's ``max_checkpoint_age``: whoever served it (the relay)
+    may be hiding newer log records, such as a revocation or a new key."""
 
 
 class LogForkDetectedError(LogVerificationError, LogForkError):

@@ -754,7 +754,7 @@ class PrivateProcessingClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise TransportError(f"node directory answer is malformed: {exc}") from None
         with _log_errors():
-            releases = release_proofs(log_doc, self.trust, self.view)
+            releases = release_proofs(log_doc, self.trust, self.view, self.clock())
         self._releases = releases
         return NodeList(nodes, releases)
 

@@ -22,7 +22,12 @@ from privproc.attest.errors import AttestationError
 from privproc.attest.errors import KeyExpiredError as AttestKeyExpiredError
 from privproc.attest.evidence import VerifiedClaims, verify_bundle
 from privproc.tlog.bundle import BundleFormatError, LogBundle
-from privproc.tlog.client import InclusionProof, LogClientError, LogForkError
+from privproc.tlog.client import (
+    InclusionProof,
+    LogClientError,
+    LogForkError,
+    StaleCheckpointError,
+)
 from privproc.tlog.record import (
     PURPOSE_OHTTP_GATEWAY,
     KeyRecord,
@@ -46,6 +51,7 @@ from .errors import (
     MeasurementNotLoggedError,
     NodeKeyNotPostQuantumError,
     ReleaseRevokedError,
+    StaleLogError,
     TooManyKeysError,
 )
 from .trust import ClientTrust
@@ -78,14 +84,19 @@ class VerifiedKeys:
                      if k.record.purpose == purpose and k.record.key == token_key), None)
 
 
-def verified_bundle(bundle: LogBundle, trust: ClientTrust, view: LogView) -> None:
-    """Signatures, quorum and every proof of ``bundle``, and its checkpoint consistent
-    with the view (LogForkError is raised as is: it is evidence)."""
+def verified_bundle(bundle: LogBundle, trust: ClientTrust, view: LogView, now: float
+                    ) -> None:
+    """Signatures, quorum and every proof of ``bundle``, its checkpoint consistent with
+    the view (LogForkError is raised as is: it is evidence) and cosigned by a quorum
+    within ``max_checkpoint_age`` of ``now``."""
     try:
-        bundle.verify(trust.log)
+        verified = bundle.verify(trust.log)
         view.accept(bundle.checkpoint)
+        trust.log.check_fresh(verified, now, trust.max_checkpoint_age)
     except LogForkError:
         raise
+    except StaleCheckpointError as exc:
+        raise StaleLogError(f"stapled checkpoint refused: {exc}") from None
     except LogClientError as exc:
         raise LogVerificationError(f"stapled log proofs do not verify: {exc}") from None
 
@@ -107,7 +118,7 @@ def verify_key_bundle(data: bytes, trust: ClientTrust, view: LogView, now: float
         bundle = LogBundle.decode(data)
     except BundleFormatError as exc:
         raise LogVerificationError(f"key bundle: {exc}") from None
-    verified_bundle(bundle, trust, view)
+    verified_bundle(bundle, trust, view, now)
     gateway: list[GatewayKey] = []
     issuer: list[LoggedKey] = []
     issuer_name = trust.tokens.issuer_name if trust.tokens is not None else None
@@ -180,7 +191,7 @@ def check_issuer_key(keys: VerifiedKeys, trust: ClientTrust, view: LogView, *,
     return logged
 
 
-def release_proofs(doc: Any, trust: ClientTrust, view: LogView
+def release_proofs(doc: Any, trust: ClientTrust, view: LogView, now: float
                    ) -> dict[bytes, InclusionProof]:
     """The release records stapled to a node list, by measurement (all proofs checked)."""
     if doc is None:
@@ -189,7 +200,7 @@ def release_proofs(doc: Any, trust: ClientTrust, view: LogView
         bundle = LogBundle.from_json(doc)
     except BundleFormatError as exc:
         raise LogVerificationError(f"node list's release bundle: {exc}") from None
-    verified_bundle(bundle, trust, view)
+    verified_bundle(bundle, trust, view, now)
     out: dict[bytes, InclusionProof] = {}
     for proof in bundle.proofs():
         try:

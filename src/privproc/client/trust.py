@@ -12,6 +12,8 @@ vkey = "log.privproc.local+1234abcd+A..."   # the log's verifier key
 witnesses = ["witness.example+...+B..."]      # cosignature/v1 verifier keys (at least one)
 quorum = 1                                     # how many must cosign (1..number of witnesses)
 max_keys = 2                   # keys of one purpose and owner valid at once (current + next)
+max_checkpoint_age = 86400     # seconds: refuse bundles whose checkpoint a quorum of
+                               # witnesses last cosigned longer ago (default one day)
 
 [attestation]
 allow_simulated = false        # true ONLY for development: simulated evidence proves no TEE
@@ -47,7 +49,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from privproc.attest.evidence import EvidencePolicy, TrustConfig, policy_from_mapping
-from privproc.tlog.client import LogPolicy
+from privproc.tlog.client import DEFAULT_MAX_CHECKPOINT_AGE, LogPolicy
 from privproc.wire import privacypass as pp
 from privproc.wire.errors import CheckpointError, NoteError
 
@@ -95,6 +97,9 @@ class ClientTrust:
     # True: gateway and node keys must use a post-quantum (hybrid) KEM, MLKEM768-X25519;
     # False: such keys are preferred, classical X25519 keys still accepted.
     require_pq: bool = False
+    # A stapled checkpoint whose quorum cosigned it longer ago is refused: a relay serving
+    # an old bundle could otherwise hide revocations and new keys forever.
+    max_checkpoint_age: float = DEFAULT_MAX_CHECKPOINT_AGE
 
 
 def _table(doc: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
@@ -215,8 +220,14 @@ def load_trust(path: Path, warn: TextIO | None = None) -> ClientTrust:
         relay_url = _url("service", service, "relay")
         gateway_name = _str("service", service, "gateway_name", DEFAULT_GATEWAY_NAME)
         log_url = _url("service", service, "log") if "log" in service else None
-        log_policy, max_keys = _log_policy(_table(doc, "log", {"vkey", "witnesses", "quorum",
-                                                               "max_keys"}))
+        log_table = _table(doc, "log", {"vkey", "witnesses", "quorum", "max_keys",
+                                        "max_checkpoint_age"})
+        log_policy, max_keys = _log_policy(log_table)
+        max_age = log_table.get("max_checkpoint_age", DEFAULT_MAX_CHECKPOINT_AGE)
+        if isinstance(max_age, bool) or not isinstance(max_age, int | float) or not (
+                0 < max_age < float("inf")):
+            raise TrustConfigError(f"[log] max_checkpoint_age must be a positive number of "
+                                   f"seconds, got {max_age!r}")
         roots, crls = _roots(path, _table(doc, "attestation",
                                           {"allow_simulated", "simulated_roots", "crl"}), warn)
         try:
@@ -229,4 +240,5 @@ def load_trust(path: Path, warn: TextIO | None = None) -> ClientTrust:
         raise TrustConfigError(f"{path}: {exc}") from None
     return ClientTrust(log=log_policy, roots=roots, policy=policy, relay_url=relay_url,
                        gateway_name=gateway_name, max_keys=max_keys, tokens=tokens,
-                       log_url=log_url, crls=crls, require_pq=require_pq)
+                       log_url=log_url, crls=crls, require_pq=require_pq,
+                       max_checkpoint_age=float(max_age))

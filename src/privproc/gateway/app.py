@@ -396,7 +396,7 @@ def create_app(config: GatewayConfig) -> PostRoute:
         if not bundle.entries:  # perhaps logged since the last fetch
             bundle = await stapler.bundle(session, {measurement}, now, force=True)
         return await asyncio.to_thread(release_proofs, bundle.to_json(),
-                                       directory.registrar.trust, view)
+                                       directory.registrar.trust, view, now)
 
     async def register(request: Request) -> Response:
         if directory is None or registrar is None:

@@ -91,7 +91,8 @@ def _log_serve(args: argparse.Namespace) -> int:
     print(f"log vkey: {signer.verifier_key}", flush=True)
     config = LogConfig(origin=args.origin, signer=signer, publishers=publishers,
                        key_publishers=key_publishers, witnesses=witnesses, quorum=args.quorum,
-                       batch_max=args.batch_max, batch_wait=args.batch_wait)
+                       batch_max=args.batch_max, batch_wait=args.batch_wait,
+                       recosign_interval=args.recosign_interval)
     clikit.serve(create_app(storage, config), args)
     return 0
 
@@ -332,6 +333,10 @@ def configure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="the most entries sequenced in one batch")
     serve.add_argument("--batch-wait", type=seconds, default=0.01, metavar="SECONDS",
                        help="how long the sequencer gathers a batch")
+    serve.add_argument("--recosign-interval", type=seconds, default=300.0,
+                       metavar="SECONDS",
+                       help="cosign an unchanged checkpoint again after this long, so "
+                            "clients can tell how recent it is (default 300)")
 
     audit_help = ("Audit the log: re-hash every tile, check every checkpoint against the "
                   "trust file's keys and the ones seen before, list releases and keys.")

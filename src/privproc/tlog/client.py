@@ -30,7 +30,12 @@ from privproc.wire.checkpoint import (
 )
 from privproc.wire.errors import CheckpointError, MerkleError, NoteError
 
+from .record import format_time
+
 Fetch = Callable[[str], bytes]
+
+DEFAULT_MAX_CHECKPOINT_AGE = 86400.0
+"""How old (by its witnesses' cosignature times) a checkpoint stapled to a bundle may be."""
 
 
 class LogClientError(PrivprocError):
@@ -43,6 +48,11 @@ class LogFetchError(LogClientError):
 
 class CheckpointVerificationError(LogClientError):
     """The checkpoint's log signature or witness quorum does not verify."""
+
+
+class StaleCheckpointError(CheckpointVerificationError):
+    """No quorum of witnesses cosigned the checkpoint recently enough: whoever served it
+    may be hiding newer records (a revocation, a new key) behind an old, genuine one."""
 
 
 class InclusionError(LogClientError):
@@ -92,6 +102,35 @@ class LogPolicy:
             )
         except (CheckpointError, NoteError) as exc:
             raise CheckpointVerificationError(f"checkpoint refused: {exc}") from None
+
+    def witnessed_at(self, verified: VerifiedCheckpoint) -> int | None:
+        """The latest time by which ``quorum`` distinct witnesses had all cosigned this
+        checkpoint (the quorum-th newest of their newest cosignatures); None without a
+        quorum. Witnesses never cosign an older tree after a newer one, so the log held
+        nothing beyond this checkpoint that a quorum had seen at that time."""
+        newest: dict[tuple[str, int], int] = {}
+        for c in verified.cosignatures:
+            key = (c.name, c.key_hash)
+            newest[key] = max(newest.get(key, 0), c.timestamp)
+        times = sorted(newest.values(), reverse=True)
+        quorum = max(self.quorum, 1)
+        return times[quorum - 1] if len(times) >= quorum else None
+
+    def check_fresh(self, verified: VerifiedCheckpoint, now: float, max_age: float) -> None:
+        """Raise :class:`StaleCheckpointError` unless a quorum of witnesses cosigned the
+        checkpoint at most ``max_age`` seconds before ``now``."""
+        at = self.witnessed_at(verified)
+        size = verified.checkpoint.size
+        if at is None:
+            raise StaleCheckpointError(
+                f"the checkpoint of size {size} carries no quorum of witness cosignatures, so "
+                "nothing shows how recent it is")
+        if now - at > max_age:
+            raise StaleCheckpointError(
+                f"the checkpoint of size {size} was last cosigned by a quorum of witnesses "
+                f"{now - at:.0f} s ago ({format_time(at)}); at most {max_age:g} s is accepted "
+                "(max_checkpoint_age): whoever served it may be hiding newer log records, "
+                "such as a revocation or a new key")
 
 
 class CheckpointStore:

@@ -73,6 +73,9 @@ class LogConfig:
     max_record: int = 8192
     cosign_timeout: float = 10.0
     max_proof_subjects: int = 64
+    recosign_interval: float = 300.0
+    """Seconds after which an unchanged checkpoint is cosigned again (0: never), so that
+    cosignature times show clients how recent it is (their ``max_checkpoint_age``)."""
 
 
 @dataclass
@@ -104,11 +107,18 @@ class LogService:
         return await future
 
     async def run(self, session: aiohttp.ClientSession) -> None:
-        """The batch loop: integrate whatever is queued, acknowledge, then cosign."""
+        """The batch loop: integrate whatever is queued, acknowledge, then cosign; and
+        with nothing queued for ``recosign_interval``, cosign the same checkpoint again."""
         await self.cosign_and_publish(session)
         loop = asyncio.get_running_loop()
+        interval = self.config.recosign_interval if self.config.witnesses else 0
         while True:
-            batch = [await self._queue.get()]
+            try:
+                first = await asyncio.wait_for(self._queue.get(), interval or None)
+            except TimeoutError:
+                await self.cosign_and_publish(session, renew=True)
+                continue
+            batch = [first]
             deadline = loop.time() + self.config.batch_wait
             while len(batch) < self.config.batch_max:
                 timeout = deadline - loop.time()
@@ -157,11 +167,14 @@ class LogService:
             )
         return indices
 
-    async def cosign_and_publish(self, session: aiohttp.ClientSession) -> None:
-        """Collect witness cosignatures for the latest checkpoint and publish it."""
+    async def cosign_and_publish(self, session: aiohttp.ClientSession, *,
+                                 renew: bool = False) -> None:
+        """Collect witness cosignatures for the latest checkpoint and publish it (with
+        ``renew``, also when it is published already: fresh cosignature times)."""
         state = await run_in_threadpool(self.storage.state)
         assert state is not None
-        if state.published_size == state.size and state.published != state.checkpoint:
+        published = state.published_size == state.size and state.published != state.checkpoint
+        if published and not renew:
             return  # already published with cosignatures
         if not self.config.witnesses:
             await run_in_threadpool(self.storage.publish, state.size, state.checkpoint)
