@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ import redis
 
 from privproc.gateway.spend import (
     RedisSpendStore,
+    Spend,
     SpendStore,
     SpendStoreUnavailable,
     SqliteSpendStore,
@@ -122,7 +124,10 @@ async def held_batch(store: SqliteSpendStore, conn: HeldConnection, first: bytes
     head = asyncio.ensure_future(store.spend_async(first, EOL, NOW))
     assert await asyncio.to_thread(conn.entered.wait, 10)
     rest = asyncio.ensure_future(spend_all(store, batch))
-    while store.writer._queue.qsize() < len(batch):
+    deadline = time.monotonic() + 10
+    # every spend of the batch handed to the writer (held ones are put a loop turn later)
+    while store.writer._outstanding < 1 + len(batch) or store.writer._held:
+        assert time.monotonic() < deadline, "the batch was not queued"
         await asyncio.sleep(0.001)
     conn.release.set()
     results = await asyncio.gather(head, rest, return_exceptions=True)
@@ -331,3 +336,36 @@ def test_a_failed_commit_fails_the_spend_and_keeps_nothing(tmp_path: Path) -> No
         assert asyncio.run(spend_all(store, [b"t"])) == [True]  # nothing was kept
     finally:
         store.close()
+
+
+def test_the_spends_of_one_loop_iteration_are_one_batch(store: SpendStore) -> None:
+    """64 requests redeemed at once: one transaction or pipeline (one fsync), not as
+    many as the writer thread happens to wake for."""
+    tokens = ids(64)
+
+    async def reserve(token: bytes) -> asyncio.Future[bool]:
+        time.sleep(0.0005)  # the token check, which lets the writer thread run meanwhile
+        return await store.reserve_async(token, EOL, NOW)
+
+    async def reserve_all() -> list[bool]:
+        futures = await asyncio.gather(*(reserve(t) for t in tokens))
+        return list(await asyncio.gather(*futures))
+
+    writer = store.writer  # type: ignore[attr-defined]
+    before = writer.batches
+    assert asyncio.run(reserve_all()) == [True] * 64
+    assert writer.batches - before == 1 and writer.largest == 64
+    assert asyncio.run(reserve_all()) == [False] * 64  # the second time: all refused
+
+
+def test_spends_held_for_the_loop_turn_are_written_on_close(tmp_path: Path) -> None:
+    store = SqliteSpendStore(tmp_path / "spent.db")
+
+    async def spend_then_close() -> list[bool]:
+        futures = [store.writer.submit_outcome(Spend(t, EOL, NOW)) for t in ids(3)]
+        store.close()  # before the loop turn ends: the held spends still go
+        return list(await asyncio.gather(*futures))
+
+    assert asyncio.run(spend_then_close()) == [True] * 3
+    with sqlite3.connect(tmp_path / "spent.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM spent").fetchone() == (3,)
