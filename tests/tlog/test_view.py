@@ -494,3 +494,15 @@ def test_a_fork_is_found_while_reindexing_a_version_1_state(
         view.sync()
     assert (err.value.first, err.value.second) == (honest.note, longer.note)
     assert state.read_bytes() == kept and view.size == 10
+
+
+def test_a_version_1_state_of_an_empty_log_is_reindexed(tmp_path: Path) -> None:
+    lg = Log(tmp_path / "log.db", [])
+    state = tmp_path / "view.json"
+    LogView(Fetcher(lg), POLICY, state).sync()
+    _as_version_1(state)
+    lg.add([_gateway_key(hpke.KEM_MLKEM768_X25519, 1)])
+    view = LogView(Fetcher(lg), POLICY, state)
+    assert view.sync().checkpoint.size == 1
+    assert [k.post_quantum for k in view.keys("ohttp-gateway", "gw.example")] == [True]
+    lg.storage.close()

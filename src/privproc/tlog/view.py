@@ -227,7 +227,8 @@ class LogView:
             raise LogFetchError(
                 f"the entries up to {new.size} that were served are a corrupt copy: {why}")
         if reindex:
-            if kept_root != kept.root():  # the new checkpoint's entries hash right
+            # (the new checkpoint's entries hash right; an empty kept tree is any prefix)
+            if kept.size and kept_root != kept.root():
                 raise self._fork(checkpoint_note, "its first entries do not hash to the tree "
                                                   "kept before")
             self._keys, self._revoked, self._releases = [], {}, {}
