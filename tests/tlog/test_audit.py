@@ -314,3 +314,22 @@ def test_audit_names_each_gateway_keys_kem(tmp_path: Path) -> None:
     assert code == 0
     assert "  #0 key purpose=ohttp-gateway owner=gw.example.com kem=MLKEM768-X25519 " in out
     assert "  #1 key purpose=ohttp-gateway owner=gw.example.com kem=X25519 " in out
+
+
+def test_a_checkpoint_cosigned_again_is_kept_once(tmp_path: Path) -> None:
+    """The log has an unchanged checkpoint cosigned again every few minutes: an auditor
+    run from cron keeps one note per tree, not one per run."""
+    from privproc.wire import note
+    from privproc.wire.checkpoint import CosignatureSigner
+
+    witness = CosignatureSigner("w.example", hashlib.sha256(b"w").digest())
+    storage, seq = build(tmp_path / "log.db", 3)
+    for at in (1_000, 2_000, 3_000):
+        storage.publish(seq.size, note.add_signatures(seq.checkpoint, [witness.at(at)]))
+        audit(fetcher(storage), POLICY, SeenCheckpoints(tmp_path / "seen.json"))
+    assert len(SeenCheckpoints(tmp_path / "seen.json").notes) == 1
+    seq.integrate([release(9)])
+    storage.publish(seq.size, seq.checkpoint)
+    report = audit(fetcher(storage), POLICY, SeenCheckpoints(tmp_path / "seen.json"))
+    assert report.checkpoints_checked == 1
+    assert len(SeenCheckpoints(tmp_path / "seen.json").notes) == 2

@@ -142,11 +142,18 @@ class SeenCheckpoints:
                 raise AuditError(f"{path}: malformed audit state ({exc})") from None
 
     def add(self, checkpoint_note: bytes) -> None:
-        if checkpoint_note not in self.notes:
+        # One note per tree: the log has an unchanged checkpoint cosigned again every few
+        # minutes, and each new set of cosignatures would otherwise be kept (and checked).
+        if _tree_of(checkpoint_note) not in (_tree_of(n) for n in self.notes):
             self.notes.append(checkpoint_note)
         if self.path is not None:
             doc = {"checkpoints": [n.decode() for n in self.notes]}
             replace_file(self.path, json.dumps(doc, indent=1).encode(), 0o600)
+
+
+def _tree_of(checkpoint_note: bytes) -> bytes:
+    """The checkpoint text of a note (origin, size, root hash): its signatures aside."""
+    return checkpoint_note.split(b"\n\n", 1)[0]
 
 
 def _checkpoint_of(checkpoint_note: bytes, policy: LogPolicy | None) -> Checkpoint:
