@@ -156,7 +156,11 @@ def test_a_frozen_view_is_refused_once_its_checkpoint_is_too_old(tmp_path: Path)
     keys, releases = log.bundle(key_idx), log.bundle(release_idx)
     view = log.view()
     day = 86400
-    assert verify_key_bundle(keys.encode(), trust(), view, NOW + day).gateway
+    verified = verify_key_bundle(keys.encode(), trust(), view, NOW + day)
+    assert verified.gateway and verified.witnessed_at == NOW
+    # a client that keeps the verified keys relies on them only as long (the SDK asks
+    # for a new bundle before sealing once they are too old)
+    assert verified.fresh_at(NOW + day, day) and not verified.fresh_at(NOW + day + 1, day)
     assert release_proofs(releases.to_json(), trust(), view, NOW + day)
     for check in (lambda: verify_key_bundle(keys.encode(), trust(), view, NOW + day + 1),
                   lambda: release_proofs(releases.to_json(), trust(), view, NOW + day + 1)):

@@ -400,23 +400,31 @@ def test_8_relay_replaying_an_old_bundle_is_refused_past_max_checkpoint_age(
     """A relay that keeps serving the key bundle of a moment it chose (genuine, and
     consistent with every later checkpoint) would keep every later revocation and key
     from its clients. Past ``max_checkpoint_age`` after its witnesses cosigned it, the
-    client refuses it and sends nothing (the client's clock runs two hours on here)."""
+    client refuses it and sends nothing: a new client, and one that verified the bundle
+    while it was fresh and kept it (the client's clock runs two hours on here)."""
     trust = replace(load_trust(system.client_config), max_checkpoint_age=3600.0)
     with urllib.request.urlopen(trust.relay_url + "privproc/keys", timeout=10) as resp:
         frozen = resp.read()
     evil = EvilRelay(trust.relay_url, trust.gateway_name, "replay", bundle=frozen)
     try:
         assert trust.tokens is not None
-        wallet = TokenWallet(trust.tokens.issuer_url, trust.tokens.account_token, None,
-                             batch=4, token_type=trust.tokens.token_type)
-        later = PrivateProcessingClient(replace(trust, relay_url=evil.url), tokens=wallet,
-                                        clock=lambda: time.time() + 7200)
-        with pytest.raises(StaleLogError, match=r"last cosigned by a quorum of witnesses "
-                                                r"\d+ s ago .*at most 3600 s is accepted"):
-            later.summarize(CHAT)
-        assert evil.posts == 0
-        # the same bundle an hour's margin earlier is fine
-        now = make_client(system, replace(trust, relay_url=evil.url))
-        assert now.summarize(CHAT).output == ["1 messages"]
+        clock = [0.0]  # added to the real time
+
+        def client() -> PrivateProcessingClient:
+            assert trust.tokens is not None
+            wallet = TokenWallet(trust.tokens.issuer_url, trust.tokens.account_token, None,
+                                 batch=4, token_type=trust.tokens.token_type)
+            return PrivateProcessingClient(replace(trust, relay_url=evil.url), tokens=wallet,
+                                           clock=lambda: time.time() + clock[0])
+
+        kept = client()
+        assert kept.summarize(CHAT).output == ["1 messages"]  # the bundle is fresh now
+        posts = evil.posts
+        clock[0] = 7200
+        for late in (client(), kept):
+            with pytest.raises(StaleLogError, match=r"last cosigned by a quorum of witnesses "
+                                                    r"\d+ s ago .*at most 3600 s is accepted"):
+                late.summarize(CHAT)
+        assert evil.posts == posts  # nothing more went out
     finally:
         evil.close()

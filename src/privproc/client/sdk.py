@@ -683,10 +683,14 @@ class PrivateProcessingClient:
 
     def _gateway_key(self) -> GatewayKey:
         now = self.clock()
+        keys = self._keys
+        if keys is None or not keys.fresh_at(now, self.trust.max_checkpoint_age):
+            # (the background refresh failed all along: ask now, StaleLogError if the
+            # relay still serves only bundles too old to rely on)
+            keys = self._refresh_keys()
         current = self._gateway
         if current is not None and current.logged.record.valid_at(now):
             return current
-        keys = self._keys if self._keys is not None else self._refresh_keys()
         try:
             with _log_errors():
                 current = pick_gateway_key(keys, self.trust, self.view, now)

@@ -77,6 +77,11 @@ class VerifiedKeys:
 
     gateway: tuple[GatewayKey, ...]
     issuer: tuple[LoggedKey, ...]
+    witnessed_at: int  # when a quorum of witnesses had cosigned the bundle's checkpoint
+
+    def fresh_at(self, now: float, max_age: float) -> bool:
+        """Whether the bundle may still be relied on (``max_checkpoint_age``)."""
+        return now - self.witnessed_at <= max_age
 
     def issuer_key(self, token_type: int, token_key: bytes) -> LoggedKey | None:
         purpose = privacypass_purpose(token_type)
@@ -85,14 +90,14 @@ class VerifiedKeys:
 
 
 def verified_bundle(bundle: LogBundle, trust: ClientTrust, view: LogView, now: float
-                    ) -> None:
+                    ) -> int:
     """Signatures, quorum and every proof of ``bundle``, its checkpoint consistent with
     the view (LogForkError is raised as is: it is evidence) and cosigned by a quorum
-    within ``max_checkpoint_age`` of ``now``."""
+    within ``max_checkpoint_age`` of ``now``; returns when the quorum had cosigned it."""
     try:
         verified = bundle.verify(trust.log)
         view.accept(bundle.checkpoint)
-        trust.log.check_fresh(verified, now, trust.max_checkpoint_age)
+        return trust.log.check_fresh(verified, now, trust.max_checkpoint_age)
     except LogForkError:
         raise
     except StaleCheckpointError as exc:
@@ -118,7 +123,7 @@ def verify_key_bundle(data: bytes, trust: ClientTrust, view: LogView, now: float
         bundle = LogBundle.decode(data)
     except BundleFormatError as exc:
         raise LogVerificationError(f"key bundle: {exc}") from None
-    verified_bundle(bundle, trust, view, now)
+    witnessed_at = verified_bundle(bundle, trust, view, now)
     gateway: list[GatewayKey] = []
     issuer: list[LoggedKey] = []
     issuer_name = trust.tokens.issuer_name if trust.tokens is not None else None
@@ -141,7 +146,7 @@ def verify_key_bundle(data: bytes, trust: ClientTrust, view: LogView, now: float
             issuer.append(logged)
     gateway.sort(key=lambda k: k.logged.record.not_before, reverse=True)
     issuer.sort(key=lambda k: k.record.not_before, reverse=True)
-    return VerifiedKeys(tuple(gateway), tuple(issuer))
+    return VerifiedKeys(tuple(gateway), tuple(issuer), witnessed_at)
 
 
 def pick_gateway_key(keys: VerifiedKeys, trust: ClientTrust, view: LogView, now: float

@@ -116,9 +116,9 @@ class LogPolicy:
         quorum = max(self.quorum, 1)
         return times[quorum - 1] if len(times) >= quorum else None
 
-    def check_fresh(self, verified: VerifiedCheckpoint, now: float, max_age: float) -> None:
-        """Raise :class:`StaleCheckpointError` unless a quorum of witnesses cosigned the
-        checkpoint at most ``max_age`` seconds before ``now``."""
+    def check_fresh(self, verified: VerifiedCheckpoint, now: float, max_age: float) -> int:
+        """:meth:`witnessed_at`, or :class:`StaleCheckpointError` unless a quorum of
+        witnesses cosigned the checkpoint at most ``max_age`` seconds before ``now``."""
         at = self.witnessed_at(verified)
         size = verified.checkpoint.size
         if at is None:
@@ -131,6 +131,7 @@ class LogPolicy:
                 f"{now - at:.0f} s ago ({format_time(at)}); at most {max_age:g} s is accepted "
                 "(max_checkpoint_age): whoever served it may be hiding newer log records, "
                 "such as a revocation or a new key")
+        return at
 
 
 class CheckpointStore:
