@@ -2,6 +2,7 @@
 and bound again (another process may take it in between).
 
 - :func:`serving`: an ASGI app on uvicorn in a thread of this process.
+- :func:`endless`: a hostile server whose answers do not end.
 - :func:`start_service`: a ``privproc`` service as a child process of a :class:`Supervisor`,
   listening on ``127.0.0.1:0`` (:data:`ANY_PORT`); its URL is read from the
   ``listening on URL`` line that :func:`privproc.service.serve` prints once bound.
@@ -55,6 +56,31 @@ def serving(app: Any, lifespan: str = "on", sock: socket.socket | None = None
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextlib.contextmanager
+def endless() -> Iterator[str]:
+    """A hostile server: every GET or POST is answered with 64 MiB (as good as endless
+    for a client that should read a few), status 500 under ``/error/``, 200 elsewhere."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def answer(request: Request) -> StreamingResponse:
+        async def chunks() -> Any:
+            for _ in range(1024):
+                yield b"x" * 65536
+                await asyncio.sleep(0)  # (lets the server see the client leave)
+
+        status = 500 if request.url.path.startswith("/error/") else 200
+        return StreamingResponse(chunks(), status_code=status)
+
+    with serving(Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST"])])
+                 ) as url:
+        yield url
 
 
 def start_service(sup: Supervisor, name: str, args: list[str], *, timeout: float = 30.0,

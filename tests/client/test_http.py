@@ -132,3 +132,23 @@ def test_an_answer_over_the_bound_is_refused() -> None:
 def test_only_http_urls(url: str) -> None:
     with pytest.raises(ValueError, match="expected an http or https URL"):
         ConnectionPool(url)
+
+
+def test_the_async_client_reads_a_relay_answer_up_to_its_bound() -> None:
+    """Attack: a relay that answers a sealed request, or the key list, without end."""
+    import asyncio
+
+    from privproc.client.http import AnswerTooLarge
+    from privproc.client.ohttp import AsyncOHTTPClient
+
+    from ..servers import endless
+
+    async def ask(url: str) -> None:
+        async with AsyncOHTTPClient(url + "/", authority="a.example") as client:
+            with pytest.raises(AnswerTooLarge, match="answer over 8388608 bytes"):
+                await client.post_sealed(b"sealed")
+            with pytest.raises(AnswerTooLarge):
+                await client.key_config()
+
+    with endless() as url:
+        asyncio.run(ask(url))

@@ -17,11 +17,13 @@ from privproc.client.tokens import (
     UNREACHABLE_RETRY_SECONDS,
     IssuerRefusedError,
     IssuerUnreachableError,
+    TokenError,
     TokenWallet,
 )
 from privproc.issuer import keystore
 from privproc.wire import privacypass as pp
 
+from ..servers import endless
 from ..threads import on_threads
 
 CHALLENGE = pp.TokenChallenge(pp.TOKEN_TYPE_BLIND_RSA, "issuer.test", b"", ["origin.test"])
@@ -205,3 +207,16 @@ def test_close_puts_the_leased_tokens_back(two_keys: list[keystore.IssuerKey],
     again = FakeIssuerWallet(two_keys, path)
     taken = {again.take(CHALLENGE).encode() for _ in range(LEASE + 1)}
     assert len(taken) == LEASE + 1 and first not in taken
+
+
+def test_a_hostile_issuer_cannot_make_the_wallet_read_without_end() -> None:
+    """Attack: an issuer (or whoever answers for it) streams an endless answer, as a
+    directory or as an error: the wallet reads at most its bound (8 MiB; 200 bytes of an
+    error) and refuses."""
+    with endless() as url:
+        wallet = TokenWallet(url, "account", None, token_type=pp.TOKEN_TYPE_BLIND_RSA)
+        with pytest.raises(TokenError, match=r"answer is larger than 8388608 bytes"):
+            wallet.directory()
+        wallet = TokenWallet(url + "/error", "account", None)
+        with pytest.raises(IssuerRefusedError, match=r"issuer answered 500: x{20}"):
+            wallet.directory()

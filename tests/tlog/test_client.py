@@ -142,3 +142,14 @@ def test_a_checkpoint_without_a_quorum_has_no_known_age() -> None:
     assert p.witnessed_at(verified) is None
     with pytest.raises(StaleCheckpointError, match="no quorum of witness cosignatures"):
         p.check_fresh(verified, now=0, max_age=10)
+
+
+def test_a_log_answer_without_end_is_refused_unread() -> None:
+    """Attack: whoever serves the log to a client (the relay) streams without end."""
+    from privproc.tlog.client import MAX_FETCH, LogFetchError, http_fetcher
+
+    from ..servers import endless
+
+    with endless() as url, pytest.raises(LogFetchError,
+                                         match=rf"checkpoint: answer over {MAX_FETCH} bytes"):
+        http_fetcher(url)("checkpoint")

@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from privproc.service import read_up_to
 from privproc.wire import bhttp, hpke, ohttp
 from privproc.wire import privacypass as pp
 from privproc.wire.errors import BinaryHttpError, HPKEError, KeyConfigError, OHTTPError
@@ -35,7 +36,7 @@ from .errors import (
     ResponseError,
     TransportError,
 )
-from .http import AnswerTooLarge, ConnectionPool
+from .http import MAX_ANSWER, AnswerTooLarge, ConnectionPool
 from .tokens import TokenWallet, pick_challenge
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -296,13 +297,20 @@ class AsyncOHTTPClient(_Base):
                 async with self.session.get(
                     self.keys_url, headers={"Accept": ohttp.MEDIA_TYPE_KEYS}
                 ) as resp:
-                    body = await resp.read()
+                    body = await self._bounded(resp)
                     if resp.status != 200:
                         raise KeyConfigFetchError(f"{self.keys_url} answered {resp.status}")
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise KeyConfigFetchError(f"cannot fetch {self.keys_url}: {exc!r}") from None
             self._config = pick_config(body)
         return self._config
+
+    async def _bounded(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The answer's body; AnswerTooLarge past :data:`MAX_ANSWER` (as the sync pool)."""
+        body = await read_up_to(resp.content, MAX_ANSWER + 1)
+        if len(body) > MAX_ANSWER:
+            raise AnswerTooLarge(f"answer over {MAX_ANSWER} bytes from {resp.url}")
+        return body
 
     async def post_sealed(self, sealed: bytes) -> tuple[int, str, bytes]:
         """POST an encapsulated request to the relay; returns status, type and body."""
@@ -311,7 +319,8 @@ class AsyncOHTTPClient(_Base):
                 self.relay_url, data=sealed,
                 headers={"Content-Type": ohttp.MEDIA_TYPE_REQUEST},
             ) as resp:
-                return resp.status, resp.headers.get("content-type", ""), await resp.read()
+                return (resp.status, resp.headers.get("content-type", ""),
+                        await self._bounded(resp))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RelayUnreachableError(f"cannot reach relay {self.relay_url}: {exc!r}") \
                 from None

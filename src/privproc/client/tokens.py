@@ -48,6 +48,7 @@ from privproc.wire.privacypass import batch as ppbatch
 
 from .backoff import Backoff
 from .errors import ClientError
+from .http import MAX_ANSWER
 
 
 class TokenError(ClientError):
@@ -80,6 +81,8 @@ class QuotaExceededError(TokenError):
 LEASE = 8
 """Tokens taken out of the cache file at a time: a synced write per this many requests."""
 UNREACHABLE_RETRY_SECONDS = 15.0
+MAX_ISSUER_ANSWER = MAX_ANSWER
+"""The most bytes read of one issuer answer (a directory, tokens, an error's first 200)."""
 
 # Called with (token type, token key) before the wallet asks for tokens under that key;
 # raises to refuse the key.
@@ -175,15 +178,19 @@ class TokenWallet:
                                      method="POST" if data is not None else "GET")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                body: bytes = resp.read()
-                return body
+                body: bytes = resp.read(MAX_ISSUER_ANSWER + 1)
         except urllib.error.HTTPError as exc:
             if exc.code == 429:
                 raise QuotaExceededError(int(exc.headers.get("retry-after", "0") or 0)) from None
-            detail = exc.read()[:200].decode(errors="replace")
+            detail = exc.read(200).decode(errors="replace")
+            exc.close()
             raise IssuerRefusedError(exc.code, detail) from None
         except (urllib.error.URLError, OSError) as exc:
             raise IssuerUnreachableError(f"cannot reach the issuer at {url}: {exc}") from None
+        if len(body) > MAX_ISSUER_ANSWER:
+            raise TokenError(f"the issuer's answer is larger than {MAX_ISSUER_ANSWER} bytes: "
+                             "refused unread")
+        return body
 
     def directory(self) -> pp.IssuerDirectory:
         """The issuer's directory (and, kept aside, the batch endpoint it advertises)."""

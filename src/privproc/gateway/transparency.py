@@ -29,7 +29,9 @@ from urllib.parse import urlencode
 import aiohttp
 
 from privproc.errors import PrivprocError
+from privproc.service import read_up_to
 from privproc.tlog.bundle import BundleFormatError, LogBundle
+from privproc.tlog.client import MAX_FETCH
 from privproc.wire import note
 
 log = logging.getLogger("privproc.gateway")
@@ -66,9 +68,11 @@ class Stapler:
         query = urlencode([("subject", s.hex()) for s in sorted(subjects)])
         url = f"{self.config.log_url.rstrip('/')}/proofs?{query}"
         async with session.get(url) as resp:
-            body = await resp.read()
+            body = await read_up_to(resp.content, MAX_FETCH + 1)
             if resp.status != 200:
                 raise StapleUnavailable(f"the log answered {resp.status}")
+            if len(body) > MAX_FETCH:
+                raise StapleUnavailable(f"the log's bundle is over {MAX_FETCH} bytes")
         try:
             return LogBundle.decode(body)
         except BundleFormatError as exc:

@@ -19,6 +19,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from privproc.service import read_up_to
 from privproc.wire.registration import MEDIA_TYPE, sign_registration
 
 from .keys import NodeKeys
@@ -44,7 +45,7 @@ async def register_forever(directory: str, url: str, keys: NodeKeys,
             try:
                 async with session.post(target, data=registration.encode(),
                                         headers=headers) as resp:
-                    await resp.read()
+                    await read_up_to(resp.content, 65536)  # what it says is not used
                     if resp.status == 200:
                         if not listed:
                             log.info("listed by the directory")

@@ -157,19 +157,28 @@ class CheckpointStore:
         replace_file(self.path, checkpoint_note, 0o600)
 
 
+MAX_FETCH = 8 << 20
+"""The most bytes read of one answer: a checkpoint, a tile (8 KiB), an entry bundle (256
+records of at most 8 KiB each) or a proof bundle all fit; whoever serves the log (for a
+client, the relay) cannot make it read more."""
+
+
 def http_fetcher(base_url: str, timeout: float = 10.0) -> Fetch:
-    """Fetch paths relative to ``base_url`` over HTTP(S)."""
+    """Fetch paths relative to ``base_url`` over HTTP(S), at most :data:`MAX_FETCH` bytes
+    each."""
     base = base_url.rstrip("/") + "/"
 
     def fetch(path: str) -> bytes:
         try:
             with urllib.request.urlopen(base + path, timeout=timeout) as resp:
-                body: bytes = resp.read()
-                return body
+                body: bytes = resp.read(MAX_FETCH + 1)
         except urllib.error.HTTPError as exc:
             raise LogFetchError(f"{base}{path}: HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise LogFetchError(f"{base}{path}: {exc}") from None
+        if len(body) > MAX_FETCH:
+            raise LogFetchError(f"{base}{path}: answer over {MAX_FETCH} bytes, refused")
+        return body
 
     return fetch
 

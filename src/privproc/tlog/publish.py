@@ -14,9 +14,12 @@ import urllib.request
 
 import aiohttp
 
+from privproc.service import read_up_to
 from privproc.wire import note
 
 from .client import LogClientError
+
+MAX_ANSWER = 65536  # the log answers an add with a small JSON object
 
 
 class PublishError(LogClientError):
@@ -40,9 +43,9 @@ def publish(log_url: str, signer: note.Signer, record: bytes, timeout: float = 6
                                      headers={"Content-Type": "text/plain; charset=utf-8"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return _index(resp.read())
+            return _index(resp.read(MAX_ANSWER))  # a longer one is cut, so malformed
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")[:300]
+        detail = exc.read(300).decode(errors="replace")
         raise PublishError(f"the log answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise PublishError(f"cannot reach the log at {log_url}: {exc}") from None
@@ -55,7 +58,7 @@ async def publish_async(session: aiohttp.ClientSession, log_url: str, signer: no
     try:
         async with session.post(log_url.rstrip("/") + "/add", data=body,
                                 headers={"Content-Type": "text/plain; charset=utf-8"}) as resp:
-            answer = await resp.read()
+            answer = await read_up_to(resp.content, MAX_ANSWER)
             if resp.status != 200:
                 detail = answer.decode(errors="replace")[:300]
                 raise PublishError(f"the log answered {resp.status}: {detail}")
