@@ -130,7 +130,7 @@ class LogPolicy:
                 f"the checkpoint of size {size} was last cosigned by a quorum of witnesses "
                 f"{now - at:.0f} s ago ({format_time(at)}); at most {max_age:g} s is accepted "
                 "(max_checkpoint_age): whoever served it may be hiding newer log records, "
-                "such as a revocation or a new key")
+                "such as a revocation or a new key (or this device's clock is ahead)")
         return at
 
 
