@@ -132,8 +132,14 @@ def test_a_checkpoint_is_as_recent_as_its_quorum_th_newest_witness() -> None:
     assert p.witnessed_at(old) == 100
     with pytest.raises(StaleCheckpointError):
         p.check_fresh(old, now=5000, max_age=1000)
-    # a witness from the future (its clock ahead) is no staleness
-    policy(1).check_fresh(policy(1).verify(_cosigned([(W1, 9000)])), now=5000, max_age=10)
+    # a witness a little ahead (clocks differ) counts; one dated past now + max_age does
+    # not, or a witness with a clock far ahead would keep a replaced checkpoint "recent"
+    one = policy(1)
+    assert one.check_fresh(one.verify(_cosigned([(W1, 5005)])), now=5000, max_age=10) == 5005
+    with pytest.raises(StaleCheckpointError, match="no quorum of witness cosignatures dated"):
+        one.check_fresh(one.verify(_cosigned([(W1, 9000)])), now=5000, max_age=10)
+    ahead = p.verify(_cosigned([(W1, 99_999), (W2, 4_500), (W3, 4_000)]))
+    assert p.check_fresh(ahead, now=5000, max_age=1000) == 4000  # W1 ignored: W2, W3 count
 
 
 def test_a_checkpoint_without_a_quorum_has_no_known_age() -> None:

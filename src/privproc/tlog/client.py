@@ -103,13 +103,17 @@ class LogPolicy:
         except (CheckpointError, NoteError) as exc:
             raise CheckpointVerificationError(f"checkpoint refused: {exc}") from None
 
-    def witnessed_at(self, verified: VerifiedCheckpoint) -> int | None:
+    def witnessed_at(self, verified: VerifiedCheckpoint, before: float | None = None
+                     ) -> int | None:
         """The latest time by which ``quorum`` distinct witnesses had all cosigned this
-        checkpoint (the quorum-th newest of their newest cosignatures); None without a
-        quorum. Witnesses never cosign an older tree after a newer one, so the log held
-        nothing beyond this checkpoint that a quorum had seen at that time."""
+        checkpoint (the quorum-th newest of their newest cosignatures, counting none
+        dated after ``before``); None without such a quorum. Witnesses never cosign an
+        older tree after a newer one, so the log held nothing beyond this checkpoint that
+        a quorum had seen at that time."""
         newest: dict[tuple[str, int], int] = {}
         for c in verified.cosignatures:
+            if before is not None and c.timestamp > before:
+                continue
             key = (c.name, c.key_hash)
             newest[key] = max(newest.get(key, 0), c.timestamp)
         times = sorted(newest.values(), reverse=True)
@@ -118,13 +122,17 @@ class LogPolicy:
 
     def check_fresh(self, verified: VerifiedCheckpoint, now: float, max_age: float) -> int:
         """:meth:`witnessed_at`, or :class:`StaleCheckpointError` unless a quorum of
-        witnesses cosigned the checkpoint at most ``max_age`` seconds before ``now``."""
-        at = self.witnessed_at(verified)
+        witnesses cosigned the checkpoint at most ``max_age`` seconds before ``now``. A
+        cosignature dated more than ``max_age`` after ``now`` (a witness whose clock is
+        far ahead) shows nothing and is not counted: it could keep a checkpoint looking
+        recent long after it was replaced."""
+        at = self.witnessed_at(verified, before=now + max_age)
         size = verified.checkpoint.size
         if at is None:
             raise StaleCheckpointError(
-                f"the checkpoint of size {size} carries no quorum of witness cosignatures, so "
-                "nothing shows how recent it is")
+                f"the checkpoint of size {size} carries no quorum of witness cosignatures "
+                "dated before this client's clock (plus max_checkpoint_age), so nothing "
+                "shows how recent it is")
         if now - at > max_age:
             raise StaleCheckpointError(
                 f"the checkpoint of size {size} was last cosigned by a quorum of witnesses "
