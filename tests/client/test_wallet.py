@@ -23,7 +23,7 @@ from privproc.client.tokens import (
 from privproc.issuer import keystore
 from privproc.wire import privacypass as pp
 
-from ..servers import endless
+from ..servers import endless, serving
 from ..threads import on_threads
 
 CHALLENGE = pp.TokenChallenge(pp.TOKEN_TYPE_BLIND_RSA, "issuer.test", b"", ["origin.test"])
@@ -220,3 +220,26 @@ def test_a_hostile_issuer_cannot_make_the_wallet_read_without_end() -> None:
         wallet = TokenWallet(url + "/error", "account", None)
         with pytest.raises(IssuerRefusedError, match=r"issuer answered 500: x{20}"):
             wallet.directory()
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("120", 120), ("Wed, 21 Oct 2015 07:28:00 GMT", 0), ("soon", 0), ("-5", 0), ("", 0),
+    ("9" * 40, 0)])
+def test_an_issuer_over_quota_with_any_retry_after_is_a_quota_error(
+        header: str, seconds: int) -> None:
+    """Retry-After may be an HTTP date, or nonsense from a hostile issuer: the wallet
+    raises QuotaExceededError all the same (0: no usable hint), never a ValueError."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from privproc.client.tokens import QuotaExceededError
+
+    async def over_quota(request: object) -> Response:
+        return Response(b"quota", status_code=429, headers={"retry-after": header})
+
+    app = Starlette(routes=[Route("/{path:path}", over_quota, methods=["GET", "POST"])])
+    with serving(app) as url:
+        with pytest.raises(QuotaExceededError) as info:
+            TokenWallet(url, "account", None).directory()
+        assert info.value.retry_after == seconds

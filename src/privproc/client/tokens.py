@@ -84,6 +84,18 @@ UNREACHABLE_RETRY_SECONDS = 15.0
 MAX_ISSUER_ANSWER = MAX_ANSWER
 """The most bytes read of one issuer answer (a directory, tokens, an error's first 200)."""
 
+MAX_RETRY_AFTER = 7 * 86400
+
+
+def _retry_after(value: str | None) -> int:
+    """Seconds from a Retry-After field in its delay-seconds form; 0 (no usable hint) for
+    an HTTP date, nonsense or a delay over a week."""
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 7:
+        return 0
+    seconds = int(value)
+    return seconds if seconds <= MAX_RETRY_AFTER else 0
+
+
 # Called with (token type, token key) before the wallet asks for tokens under that key;
 # raises to refuse the key.
 KeyCheck = Callable[[int, bytes], Any]
@@ -181,7 +193,8 @@ class TokenWallet:
                 body: bytes = resp.read(MAX_ISSUER_ANSWER + 1)
         except urllib.error.HTTPError as exc:
             if exc.code == 429:
-                raise QuotaExceededError(int(exc.headers.get("retry-after", "0") or 0)) from None
+                raise QuotaExceededError(_retry_after(exc.headers.get("retry-after"))) \
+                    from None
             detail = exc.read(200).decode(errors="replace")
             exc.close()
             raise IssuerRefusedError(exc.code, detail) from None
