@@ -333,3 +333,28 @@ def test_a_checkpoint_cosigned_again_is_kept_once(tmp_path: Path) -> None:
     report = audit(fetcher(storage), POLICY, SeenCheckpoints(tmp_path / "seen.json"))
     assert report.checkpoints_checked == 1
     assert len(SeenCheckpoints(tmp_path / "seen.json").notes) == 2
+
+
+def test_the_audit_fails_once_the_checkpoint_is_older_than_clients_accept(
+        tmp_path: Path) -> None:
+    """An operator's cron audit notices the witnesses (or the log's re-cosigning) have
+    stopped before every client refuses the log."""
+    from privproc.wire import note
+    from privproc.wire.checkpoint import CosignatureSigner
+
+    witness = CosignatureSigner("w.example", hashlib.sha256(b"w").digest())
+    policy = LogPolicy.from_keys(LOG_SIGNER.verifier_key, [witness.verifier_key], 1)
+    storage, seq = build(tmp_path / "log.db", 2)
+    storage.publish(seq.size, note.add_signatures(seq.checkpoint, [witness.at(T0)]))
+    code, out, err = audit_output(fetcher(storage), policy, SeenCheckpoints(None),
+                                  now=T0 + DAY, max_age=DAY)
+    assert code == 0, err
+    assert (f"cosigned by a quorum of witnesses at 2026-01-01T00:00:00Z ({DAY} s ago; "
+            f"clients accept up to {DAY} s)") in out
+    code, out, err = audit_output(fetcher(storage), policy, SeenCheckpoints(None),
+                                  now=T0 + DAY + 1, max_age=DAY)
+    assert code == 1 and "audit OK" not in out
+    assert err == (f"privproc log audit: AUDIT FAILED: the latest checkpoint was last "
+                   f"cosigned by a quorum {DAY + 1} s ago, over the {DAY} s clients accept "
+                   "(max_checkpoint_age): they refuse it; are the witnesses and the log's "
+                   "re-cosigning running?\n")

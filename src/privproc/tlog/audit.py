@@ -102,6 +102,7 @@ class AuditReport:
     other_entries: int = 0  # entries that are not privproc records
     tiles_checked: int = 0
     checkpoints_checked: int = 0
+    witnessed_at: int | None = None  # when a quorum had cosigned it (None: no policy)
 
     def add(self, index: int, entry: bytes) -> None:
         """File the entry at ``index`` under its kind."""
@@ -187,6 +188,8 @@ def audit(
         earlier.setdefault(old.size, []).append(old.root_hash)
 
     report = AuditReport(latest)
+    if policy is not None:
+        report.witnessed_at = policy.witnessed_at(policy.verify(latest_note))
     size = latest.size
     state = merkle.CompactRange()
     pending: dict[int, list[bytes]] = {}  # tile level -> hashes of its current tile

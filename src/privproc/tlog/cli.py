@@ -17,7 +17,7 @@ from privproc.wire.errors import CheckpointError, KeyConfigError, NoteError
 
 from . import witness_cli
 from .audit import DEFAULT_MAX_KEYS, AuditError, Progress, SeenCheckpoints, audit
-from .client import Fetch, LogClientError, LogPolicy, http_fetcher
+from .client import DEFAULT_MAX_CHECKPOINT_AGE, Fetch, LogClientError, LogPolicy, http_fetcher
 from .keys import KeyFileError, create_signer, load_or_create_signer, read_signer
 from .publish import PublishError, publish
 from .record import (
@@ -124,8 +124,13 @@ def audit_output(
     seen: SeenCheckpoints,
     max_keys: int = DEFAULT_MAX_KEYS,
     progress: Progress | None = None,
+    *,
+    now: float | None = None,
+    max_age: float = DEFAULT_MAX_CHECKPOINT_AGE,
 ) -> tuple[int, str, str]:
-    """Audit the log behind ``fetch``: the exit code and the text for stdout and stderr."""
+    """Audit the log behind ``fetch``: the exit code and the text for stdout and stderr.
+    With ``now``, the latest checkpoint must have been cosigned by a quorum within
+    ``max_age`` (what clients require: else the witnesses have stopped, or the log)."""
     try:
         report = audit(fetch, policy, seen, progress)
     except AuditError as exc:
@@ -138,6 +143,15 @@ def audit_output(
         f"re-hashed {report.tiles_checked} tiles from {cp.size} entries; consistent with "
         f"{report.checkpoints_checked} earlier checkpoint(s)",
     ]
+    stale = ""
+    if report.witnessed_at is not None and now is not None:
+        age = now - report.witnessed_at
+        out.append(f"cosigned by a quorum of witnesses at {format_time(report.witnessed_at)} "
+                   f"({age:.0f} s ago; clients accept up to {max_age:g} s)")
+        if age > max_age:
+            stale = (f"the latest checkpoint was last cosigned by a quorum {age:.0f} s ago, "
+                     f"over the {max_age:g} s clients accept (max_checkpoint_age): they "
+                     "refuse it; are the witnesses and the log's re-cosigning running?")
     revoked = report.revoked()
     for index, rec in report.releases:
         line = (f"  #{index} version={rec.version} measurement={rec.measurement.hex()} "
@@ -164,6 +178,8 @@ def audit_output(
         return 1, "\n".join(out) + "\n", (
             f"privproc log audit: AUDIT FAILED: {len(surplus)} purpose(s) with more "
             "concurrently valid keys than allowed\n")
+    if stale:
+        return 1, "\n".join(out) + "\n", f"privproc log audit: AUDIT FAILED: {stale}\n"
     out.append("audit OK")
     return 0, "\n".join(out) + "\n", ""
 
@@ -171,7 +187,7 @@ def audit_output(
 AUDIT_STATE_FILE = "audit-checkpoints.json"
 
 
-def _audit_policy(args: argparse.Namespace) -> tuple[str, LogPolicy, Path, int]:
+def _audit_policy(args: argparse.Namespace) -> tuple[str, LogPolicy, Path, int, float]:
     """The log URL, the policy its checkpoints must meet and the audit state file: from
     the trust file, each overridable by an option."""
     from privproc.client.trust import TrustConfigError, load_trust
@@ -186,6 +202,7 @@ def _audit_policy(args: argparse.Namespace) -> tuple[str, LogPolicy, Path, int]:
     log_url = args.log
     state_dir = args.state
     max_keys = DEFAULT_MAX_KEYS
+    max_age = DEFAULT_MAX_CHECKPOINT_AGE
     if trust_path is not None:
         try:
             trust = load_trust(trust_path)
@@ -195,6 +212,7 @@ def _audit_policy(args: argparse.Namespace) -> tuple[str, LogPolicy, Path, int]:
         log_url = log_url or trust.log_url or trust.relay_url.rstrip("/") + "/log"
         state_dir = state_dir or trust_path.parent
         max_keys = trust.max_keys
+        max_age = trust.max_checkpoint_age
     if args.vkey is not None:
         quorum = len(args.witness_vkey) if args.quorum is None else args.quorum
         try:
@@ -209,11 +227,11 @@ def _audit_policy(args: argparse.Namespace) -> tuple[str, LogPolicy, Path, int]:
         state_dir = default_state_dir()
     if args.max_keys is not None:
         max_keys = args.max_keys
-    return log_url, policy, state_dir / AUDIT_STATE_FILE, max_keys
+    return log_url, policy, state_dir / AUDIT_STATE_FILE, max_keys, max_age
 
 
 def _log_audit(args: argparse.Namespace) -> int:
-    log_url, policy, state_file, max_keys = _audit_policy(args)
+    log_url, policy, state_file, max_keys, max_age = _audit_policy(args)
     started = time.monotonic()
     last = [0.0]
 
@@ -231,7 +249,8 @@ def _log_audit(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"--state {state_file.parent}: {exc.strerror or exc}") from None
     print(f"auditing {log_url} (checkpoints seen before: {state_file})", file=sys.stderr)
-    code, out, err = audit_output(http_fetcher(log_url), policy, seen, max_keys, progress)
+    code, out, err = audit_output(http_fetcher(log_url), policy, seen, max_keys, progress,
+                                  now=time.time(), max_age=max_age)
     sys.stdout.write(out)
     sys.stderr.write(err)
     return code
