@@ -55,6 +55,7 @@ class World:
     """A log with the node's release, a simulated node, and a registrar."""
 
     def __init__(self, tmp: Path, sim: SimulatedIdentity, now: float) -> None:
+        self.now = now
         self.storage = SqliteStorage(tmp / "log.db")
         self.seq = Sequencer(self.storage, LOG_SIGNER, ORIGIN)
         self.add(ReleaseRecord(MEASUREMENT, bytes(32), "1", "s", int(now) - 60).encode())
@@ -66,12 +67,11 @@ class World:
         self.registrar = Registrar(RegistrarConfig(self.trust, TOKEN, ALLOW))
         self.sim = sim
         self.signing_key = Ed25519PrivateKey.generate()
-        self.now = now
 
     def add(self, record: bytes) -> None:
         self.seq.integrate([record])
         self.storage.publish(self.seq.size, note.add_signatures(self.seq.checkpoint,
-                                                                [W1.at(1_800_000_000)]))
+                                                                [W1.at(int(self.now))]))
 
     def bundle(self, measurement: bytes = MEASUREMENT, reg_key: bytes | None = None) -> bytes:
         platform = SimulatedPlatform(self.sim, measurement, gpu=False)
