@@ -149,7 +149,9 @@ class GroupCommitter:
         self.batches = 0  # batches written (or failed), for tests and benchmarks
         self.largest = 0  # the largest batch so far
 
-    def _start_locked(self) -> None:
+    def _admit_locked(self) -> None:
+        """Count one more spend outstanding, starting the writer if need be (with the
+        lock held; raises once closed)."""
         if self._closed:
             raise SpendStoreUnavailable("the spend store is closed")
         if self._thread is None:
@@ -159,7 +161,7 @@ class GroupCommitter:
 
     def _put(self, waiter: _Waiter) -> None:
         with self._lock:
-            self._start_locked()
+            self._admit_locked()
             self._queue.put([waiter])
 
     def _hold(self, waiter: _Waiter, loop: asyncio.AbstractEventLoop) -> None:
@@ -170,7 +172,7 @@ class GroupCommitter:
         second). A spend starts at most one iteration's work later; its task could not
         resume before that iteration ends anyway."""
         with self._lock:
-            self._start_locked()
+            self._admit_locked()
             held = self._held.setdefault(loop, [])
             held.append(waiter)
             if len(held) >= self.max_batch:
