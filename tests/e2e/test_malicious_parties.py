@@ -358,7 +358,7 @@ def test_7_relay_serving_a_bundle_with_only_a_classical_key_gets_nothing(
     (as after an upgrade, for up to the key lifetime). A relay that records traffic for a
     future quantum computer serves a genuine bundle of the classical record alone, asked
     of the log. The client's copy of the log knows the hybrid key: it refuses and sends
-    nothing. (Last in this module: it logs a gateway key.)"""
+    nothing. (Near the end of this module: it logs a second valid gateway key.)"""
     trust = load_trust(system.client_config)
     classic = ohttp.GatewayKey.create(7, hpke.KeyPair.generate(kem_id=hpke.KEM_X25519_SHA256))
     now = int(time.time())
