@@ -107,8 +107,6 @@ async def keep_keys_logged(config: IssuerConfig, logging_: KeyLogging) -> None:
                 logging_.interval, 2.0))
 
 
-
-
 def create_app(config: IssuerConfig) -> Starlette:
     keystore.load_or_create(config.state_dir, int(config.clock()), config.key_lifetime)
     keys = keystore.KeyFileCache(config.state_dir)
