@@ -136,6 +136,8 @@ class Upstream:
             raise ValueError(f"expected an http or https URL, got {url!r}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.path = parts.path  # of the URL, for callers that POST to it or below it
+        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._host_field = (parts.netloc.rsplit("@", 1)[-1]).encode("idna")
         # https: the system's trust store and host name checks (``tls`` replaces them)
         self._ssl = (tls or ssl.create_default_context()) if parts.scheme == "https" else None

@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
 from starlette.applications import Starlette
@@ -312,9 +311,9 @@ def create_app(config: GatewayConfig) -> PostRoute:
         if node is None:
             return inner_problem(404, "no such registered node", now)
         try:
-            answered = await nodes.get(node.url).post(
-                urlsplit(node.url).path.rstrip("/") + "/process", route.content,
-                {"Content-Type": route.content_type})
+            to = nodes.get(node.url)  # (``upstream`` is the origin's URL)
+            answered = await to.post(to.path.rstrip("/") + "/process", route.content,
+                                     {"Content-Type": route.content_type})
         except ValueError:  # not an http(s) URL: the registrar admits none
             return inner_problem(502, "node unreachable", now)
         except UpstreamError as exc:

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 from starlette.applications import Starlette
@@ -124,11 +124,6 @@ def _max_age(cache_control: str) -> float | None:
 _IMMUTABLE = 365 * 24 * 3600.0
 
 
-def _target(url: str) -> str:
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-
 def create_app(config: RelayConfig) -> PostRoute:
     """The relay: ``POST /`` as plain ASGI (:mod:`privproc.fastpath`), the rest Starlette."""
     session: aiohttp.ClientSession | None = None
@@ -136,7 +131,6 @@ def create_app(config: RelayConfig) -> PostRoute:
     requests = RequestLog(log, interval=config.log_interval)
     # POST / goes on the lean kept-alive client (privproc.upstream); GETs on aiohttp.
     gateway = Upstream(config.gateway, timeout=config.timeout, max_answer=config.max_response)
-    gateway_target = _target(config.gateway)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -156,7 +150,7 @@ def create_app(config: RelayConfig) -> PostRoute:
             requests.record("refused: content type", 0.0)
             return problem_answer(415, f"content type must be {ohttp.MEDIA_TYPE_REQUEST}")
         try:
-            answered = await gateway.post(gateway_target, body, FORWARDED_HEADERS)
+            answered = await gateway.post(gateway.target, body, FORWARDED_HEADERS)
         except UpstreamError as exc:
             if exc.why == "timed out":
                 log.warning("gateway timed out after %.1fs", config.timeout)
