@@ -174,7 +174,8 @@ def audit(
 ) -> AuditReport:
     """Audit the log behind ``fetch``; raises :class:`AuditError` on any mismatch."""
     latest_note = fetch("checkpoint")
-    latest = _checkpoint_of(latest_note, policy)
+    verified = policy.verify(latest_note) if policy is not None else None
+    latest = verified.checkpoint if verified is not None else _checkpoint_of(latest_note, None)
     earlier: dict[int, list[bytes]] = {}
     for old_note in seen.notes:
         old = _checkpoint_of(old_note, policy)
@@ -188,8 +189,8 @@ def audit(
         earlier.setdefault(old.size, []).append(old.root_hash)
 
     report = AuditReport(latest)
-    if policy is not None:
-        report.witnessed_at = policy.witnessed_at(policy.verify(latest_note))
+    if policy is not None and verified is not None:
+        report.witnessed_at = policy.witnessed_at(verified)
     size = latest.size
     state = merkle.CompactRange()
     pending: dict[int, list[bytes]] = {}  # tile level -> hashes of its current tile
