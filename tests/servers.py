@@ -2,6 +2,7 @@
 and bound again (another process may take it in between).
 
 - :func:`serving`: an ASGI app on uvicorn in a thread of this process.
+- :func:`aiohttp_serving`: an aiohttp app on the running event loop.
 - :func:`endless`: a hostile server whose answers do not end.
 - :func:`start_service`: a ``privproc`` service as a child process of a :class:`Supervisor`,
   listening on ``127.0.0.1:0`` (:data:`ANY_PORT`); its URL is read from the
@@ -13,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,20 @@ def serving(app: Any, lifespan: str = "on", sock: socket.socket | None = None
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def aiohttp_serving(app: Any) -> AsyncIterator[str]:
+    """An aiohttp ``web.Application`` on the running event loop; yields its base URL."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, HOST, 0).start()
+    try:
+        yield f"http://{HOST}:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from privproc.wire import bhttp, ohttp
 from privproc.wire import privacypass as pp
 
 from ..node.asgi import call, running
+from ..servers import aiohttp_serving
 from .test_spend_batch import HeldConnection
 
 ISSUER = "issuer.test"
@@ -41,15 +42,8 @@ async def origin() -> AsyncIterator[tuple[str, list[bytes]]]:
 
     app = web.Application()
     app.router.add_post("/work", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with aiohttp_serving(app) as url:
+        yield url, seen
 
 
 def token_for(keydir: Path) -> pp.Token:

@@ -56,7 +56,7 @@ from privproc.wire.checkpoint import (
 )
 from privproc.wire.note import Ed25519Signer, Verifier, parse_note, sign_note
 
-from ..servers import serving
+from ..servers import aiohttp_serving, serving
 
 ORIGIN = "example.com/privproc-log"
 NOW = 1_700_000_000
@@ -835,31 +835,22 @@ def test_client_reports_malformed_answers_and_transport_errors() -> None:
     async def scenario() -> None:
         app = web.Application()
         app.router.add_post("/{name}/add-checkpoint", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with aiohttp.ClientSession() as session:
-                note = note_for(3)
-                for path, message in [
-                    ("/ok-empty", "200 with an empty body"),
-                    ("/ok-garbage", "200 with malformed signature lines"),
-                    ("/size-garbage", "409 with a malformed text/x.tlog.size body"),
-                    ("/huge", "exceeds 65536 bytes"),
-                    ("/teapot", "418 \\(unexpected status\\): I'm a teapot"),
-                ]:
-                    with pytest.raises(WitnessError, match=message):
-                        await request_cosignature(session, base + path, note, 0, [])
-                with socket.socket() as s:  # bound and held, not listening: refused
-                    s.bind(("127.0.0.1", 0))
-                    closed = s.getsockname()[1]
-                    with pytest.raises(WitnessError, match="transport error"):
-                        await request_cosignature(session, f"http://127.0.0.1:{closed}",
-                                                  note, 0, [])
-        finally:
-            await runner.cleanup()
+        async with aiohttp_serving(app) as base, aiohttp.ClientSession() as session:
+            note = note_for(3)
+            for path, message in [
+                ("/ok-empty", "200 with an empty body"),
+                ("/ok-garbage", "200 with malformed signature lines"),
+                ("/size-garbage", "409 with a malformed text/x.tlog.size body"),
+                ("/huge", "exceeds 65536 bytes"),
+                ("/teapot", "418 \\(unexpected status\\): I'm a teapot"),
+            ]:
+                with pytest.raises(WitnessError, match=message):
+                    await request_cosignature(session, base + path, note, 0, [])
+            with socket.socket() as s:  # bound and held, not listening: refused
+                s.bind(("127.0.0.1", 0))
+                closed = s.getsockname()[1]
+                with pytest.raises(WitnessError, match="transport error"):
+                    await request_cosignature(session, f"http://127.0.0.1:{closed}",
+                                              note, 0, [])
 
     asyncio.run(scenario())
