@@ -41,9 +41,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from privproc.errors import PrivprocError
+
+_T = TypeVar("_T")
 
 CLOCK_SKEW_MARGIN = 60  # seconds a spend record outlives its key in Redis
 MAX_BATCH = 1024  # spends written in one transaction or pipeline at most
@@ -248,7 +250,7 @@ class GroupCommitter:
             outcome: list[bool] | str
             try:
                 outcome = self._write([w.spend for w in batch],
-                                      functools.partial(self._decided, batch))
+                                      functools.partial(self._announce_decisions, batch))
                 if len(outcome) != len(batch):
                     outcome = "the spend store answered for the wrong number of tokens"
             except SpendStoreUnavailable as exc:
@@ -262,30 +264,34 @@ class GroupCommitter:
             self._wake(batch, outcome)
 
     @staticmethod
-    def _decided(batch: list[_Waiter], results: list[bool]) -> None:
+    def _announce_decisions(batch: list[_Waiter], results: list[bool]) -> None:
         """Announce each decision to the loops that asked for it (one call per loop)."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Waiter, bool]]] = {}
-        for waiter, result in zip(batch, results, strict=True):
-            if waiter.decided is not None and waiter.loop is not None:
-                by_loop.setdefault(waiter.loop, []).append((waiter, result))
-        for loop, pairs in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits now
-                loop.call_soon_threadsafe(_announce, pairs)
+        _per_loop([(w, r) for w, r in zip(batch, results, strict=True)
+                   if w.decided is not None], _announce)
 
     @staticmethod
     def _wake(batch: list[_Waiter], outcome: list[bool] | str) -> None:
         error = outcome if isinstance(outcome, str) else ""
         results: Sequence[bool | None] = (
             [None] * len(batch) if isinstance(outcome, str) else outcome)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Waiter, bool | None]]] = {}
-        for waiter, result in zip(batch, results, strict=True):
+        pairs = list(zip(batch, results, strict=True))
+        for waiter, result in pairs:
             if waiter.loop is None:
                 _settle([(waiter, result)], error)
-            else:
-                by_loop.setdefault(waiter.loop, []).append((waiter, result))
-        for loop, pairs in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits now
-                loop.call_soon_threadsafe(_settle, pairs, error)
+        _per_loop(pairs, _settle, error)
+
+
+def _per_loop(pairs: Sequence[tuple[_Waiter, _T]],
+              callback: Callable[..., object], *args: object) -> None:
+    """Hand the pairs whose waiter belongs to an event loop to that loop, each loop's
+    group with one thread-safe call: ``callback(group, *args)``."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Waiter, _T]]] = {}
+    for waiter, result in pairs:
+        if waiter.loop is not None:
+            by_loop.setdefault(waiter.loop, []).append((waiter, result))
+    for loop, group in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits now
+            loop.call_soon_threadsafe(callback, group, *args)
 
 
 class _GroupCommitStore:
