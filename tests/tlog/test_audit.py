@@ -354,7 +354,39 @@ def test_the_audit_fails_once_the_checkpoint_is_older_than_clients_accept(
     code, out, err = audit_output(fetcher(storage), policy, SeenCheckpoints(None),
                                   now=T0 + DAY + 1, max_age=DAY)
     assert code == 1 and "audit OK" not in out
-    assert err == (f"privproc log audit: AUDIT FAILED: the latest checkpoint was last "
-                   f"cosigned by a quorum {DAY + 1} s ago, over the {DAY} s clients accept "
-                   "(max_checkpoint_age): they refuse it; are the witnesses and the log's "
-                   "re-cosigning running?\n")
+    assert err.startswith(
+        f"privproc log audit: AUDIT FAILED: the checkpoint of size 2 was last cosigned by a "
+        f"quorum of witnesses {DAY + 1} s ago (2026-01-01T00:00:00Z); at most {DAY} s is "
+        "accepted (max_checkpoint_age)")
+    assert err.endswith("; clients refuse it: are the witnesses and the log's re-cosigning "
+                        "running?\n")
+
+
+def test_the_audit_ignores_cosignatures_dated_in_the_future_as_clients_do(
+        tmp_path: Path) -> None:
+    """A witness whose clock runs far ahead (or that lies) cosigned the checkpoint with a
+    date in the future: clients do not count it, so the audit must not either, or it
+    would call a checkpoint fresh that every client refuses."""
+    from privproc.wire import note
+    from privproc.wire.checkpoint import CosignatureSigner
+
+    witness = CosignatureSigner("w.example", hashlib.sha256(b"w").digest())
+    policy = LogPolicy.from_keys(LOG_SIGNER.verifier_key, [witness.verifier_key], 1)
+    storage, seq = build(tmp_path / "log.db", 2)
+    storage.publish(seq.size, note.add_signatures(seq.checkpoint, [witness.at(T0 + 30 * DAY)]))
+    code, out, err = audit_output(fetcher(storage), policy, SeenCheckpoints(None),
+                                  now=T0, max_age=DAY)
+    assert code == 1 and "audit OK" not in out
+    assert err.startswith("privproc log audit: AUDIT FAILED: the checkpoint of size 2 carries "
+                          "no quorum of witness cosignatures dated before this client's clock")
+    assert err.endswith("; clients refuse it: are the witnesses and the log's re-cosigning "
+                        "running?\n")
+    # next to another witness's honest (old) cosignature, that one is what counts
+    honest = CosignatureSigner("h.example", hashlib.sha256(b"h").digest())
+    policy = LogPolicy.from_keys(LOG_SIGNER.verifier_key,
+                                 [witness.verifier_key, honest.verifier_key], 1)
+    storage.publish(seq.size, note.add_signatures(
+        seq.checkpoint, [honest.at(T0 - DAY - 5), witness.at(T0 + 30 * DAY)]))
+    code, out, err = audit_output(fetcher(storage), policy, SeenCheckpoints(None),
+                                  now=T0, max_age=DAY)
+    assert code == 1 and f"was last cosigned by a quorum of witnesses {DAY + 5} s ago" in err

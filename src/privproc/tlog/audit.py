@@ -21,7 +21,7 @@ from pathlib import Path
 
 from privproc.files import replace_file
 from privproc.wire import merkle, note, tiles
-from privproc.wire.checkpoint import Checkpoint, parse_checkpoint
+from privproc.wire.checkpoint import Checkpoint, VerifiedCheckpoint, parse_checkpoint
 from privproc.wire.errors import CheckpointError, MerkleError, NoteError
 
 from .client import Fetch, LogClientError, LogFetchError, LogPolicy
@@ -102,7 +102,7 @@ class AuditReport:
     other_entries: int = 0  # entries that are not privproc records
     tiles_checked: int = 0
     checkpoints_checked: int = 0
-    witnessed_at: int | None = None  # when a quorum had cosigned it (None: no policy)
+    verified: VerifiedCheckpoint | None = None  # its witness cosignatures (None: no policy)
 
     def add(self, index: int, entry: bytes) -> None:
         """File the entry at ``index`` under its kind."""
@@ -188,9 +188,7 @@ def audit(
             )
         earlier.setdefault(old.size, []).append(old.root_hash)
 
-    report = AuditReport(latest)
-    if policy is not None and verified is not None:
-        report.witnessed_at = policy.witnessed_at(verified)
+    report = AuditReport(latest, verified=verified)
     size = latest.size
     state = merkle.CompactRange()
     pending: dict[int, list[bytes]] = {}  # tile level -> hashes of its current tile

@@ -17,7 +17,14 @@ from privproc.wire.errors import CheckpointError, KeyConfigError, NoteError
 
 from . import witness_cli
 from .audit import DEFAULT_MAX_KEYS, AuditError, Progress, SeenCheckpoints, audit
-from .client import DEFAULT_MAX_CHECKPOINT_AGE, Fetch, LogClientError, LogPolicy, http_fetcher
+from .client import (
+    DEFAULT_MAX_CHECKPOINT_AGE,
+    Fetch,
+    LogClientError,
+    LogPolicy,
+    StaleCheckpointError,
+    http_fetcher,
+)
 from .keys import KeyFileError, create_signer, load_or_create_signer, read_signer
 from .publish import PublishError, publish
 from .record import (
@@ -144,14 +151,16 @@ def audit_output(
         f"{report.checkpoints_checked} earlier checkpoint(s)",
     ]
     stale = ""
-    if report.witnessed_at is not None and now is not None:
-        age = now - report.witnessed_at
-        out.append(f"cosigned by a quorum of witnesses at {format_time(report.witnessed_at)} "
-                   f"({age:.0f} s ago; clients accept up to {max_age:g} s)")
-        if age > max_age:
-            stale = (f"the latest checkpoint was last cosigned by a quorum {age:.0f} s ago, "
-                     f"over the {max_age:g} s clients accept (max_checkpoint_age): they "
-                     "refuse it; are the witnesses and the log's re-cosigning running?")
+    if policy is not None and policy.quorum and report.verified is not None and now is not None:
+        # the clients' own judgement, so the audit fails exactly when they would refuse
+        try:
+            at = policy.check_fresh(report.verified, now, max_age)
+        except StaleCheckpointError as exc:
+            stale = (f"{exc}; clients refuse it: are the witnesses and the log's "
+                     "re-cosigning running?")
+        else:
+            out.append(f"cosigned by a quorum of witnesses at {format_time(at)} "
+                       f"({now - at:.0f} s ago; clients accept up to {max_age:g} s)")
     revoked = report.revoked()
     for index, rec in report.releases:
         line = (f"  #{index} version={rec.version} measurement={rec.measurement.hex()} "
