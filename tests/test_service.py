@@ -53,3 +53,9 @@ def test_a_service_started_on_port_0_prints_the_url_it_serves_at() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_listen_refuses_a_port_that_only_looks_like_digits() -> None:
+    for bad in ("h:\xb2", "h:", ":80", "h:8 0", "h:+80"):
+        with pytest.raises(ValueError, match="expected HOST:PORT"):
+            Listen.parse(bad)

@@ -33,7 +33,7 @@ class Listen:
     def parse(cls, value: str) -> Listen:
         """``HOST:PORT`` (IPv6 as ``[::1]:PORT``)."""
         host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not host:
+        if not sep or not (port.isascii() and port.isdigit()) or not host:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
         number = int(port)
         if not 0 <= number <= 65535:
@@ -44,7 +44,8 @@ class Listen:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (before reading it all) anything over ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if (declared is not None and declared.isascii() and declared.isdigit()
+            and int(declared) > limit):
         raise BodyTooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
     body = bytearray()
     async for chunk in request.stream():

@@ -124,11 +124,21 @@ def test_only_a_sealed_response_of_plausible_size_passes_back_from_a_node() -> N
         assert answer.status == status and secret not in answer.content
     assert c.node_answer(405, "text/plain", secret, "", NOW).status == 502
     assert c.node_answer(500, "text/plain", secret, "", NOW).status == 502
-    busy = c.node_answer(503, "text/plain", secret, "999999", NOW)
-    assert busy.status == 503 and (b"retry-after", str(MAX_RETRY_AFTER).encode()) in [
-        (f.name, f.value) for f in busy.headers]
+    for huge in ("999999", "9" * 5000):  # (int() refuses over 4,300 digits)
+        busy = c.node_answer(503, "text/plain", secret, huge, NOW)
+        assert busy.status == 503 and (b"retry-after", str(MAX_RETRY_AFTER).encode()) in [
+            (f.name, f.value) for f in busy.headers]
     weird = c.node_answer(503, "text/plain", b"", "Tue, 01 Jan\r\nX-Evil: 1", NOW)
     assert (b"retry-after", b"1") in [(f.name, f.value) for f in weird.headers]
+
+
+@pytest.mark.parametrize("retry_after", ["\xb2", "1\xb9", "\u0663", "-5", " 5", "5.0", ""])
+def test_a_node_cannot_break_the_gateway_with_its_retry_after(retry_after: str) -> None:
+    """A hostile node's Retry-After (read as latin-1: superscript digits pass
+    ``str.isdigit`` but not ``int``) gets the default, never an exception."""
+    busy = core().node_answer(503, "text/plain", b"", retry_after, NOW)
+    assert busy.status == 503
+    assert (b"retry-after", b"1") in [(f.name, f.value) for f in busy.headers]
 
 
 def test_sealed_answers_open_for_the_client() -> None:

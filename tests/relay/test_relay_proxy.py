@@ -275,3 +275,7 @@ def test_max_age_parsing() -> None:
     assert _max_age("max-age=-1") is None
     assert _max_age('max-age="5"') is None
     assert _max_age("s-maxage=5") is None
+    # a hostile gateway's field (read as latin-1): superscripts pass str.isdigit, not float
+    for value in ("max-age=\xb2", "max-age=1\xb3", "max-age=\u0663", "max-age=+5"):
+        assert _max_age(value) is None
+    assert _max_age("max-age=" + "9" * 5000) == 2**31  # RFC 9111 section 1.2.2

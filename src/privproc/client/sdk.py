@@ -61,6 +61,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from privproc.budget import CLIENT_TIMEOUT
+from privproc.httpfields import delay_seconds
 from privproc.tlog.client import (
     InclusionProof,
     LogClientError,
@@ -984,9 +985,9 @@ class PrivateProcessingClient:
                 response = future.result()
                 if response.status == 503:  # busy, not broken: the node stays verified
                     busy += 1
-                    retry = next((f.value for f in response.headers
-                                  if f.name == b"retry-after"), b"1")
-                    self._retry_after = float(retry) if retry.isdigit() else 1.0
+                    retry = delay_seconds(next((f.value for f in response.headers
+                                                if f.name == b"retry-after"), None))
+                    self._retry_after = 1.0 if retry is None else float(retry)
                     last = NodeBusyError(f"node {node.node_id} is busy (503)")
                     continue
                 if response.status == 404:

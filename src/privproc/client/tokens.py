@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from privproc.files import replace_file
+from privproc.httpfields import delay_seconds
 from privproc.wire import blindrsa
 from privproc.wire import privacypass as pp
 from privproc.wire.privacypass import batch as ppbatch
@@ -90,10 +91,8 @@ MAX_RETRY_AFTER = 7 * 86400
 def _retry_after(value: str | None) -> int:
     """Seconds from a Retry-After field in its delay-seconds form; 0 (no usable hint) for
     an HTTP date, nonsense or a delay over a week."""
-    if value is None or not value.isascii() or not value.isdigit() or len(value) > 7:
-        return 0
-    seconds = int(value)
-    return seconds if seconds <= MAX_RETRY_AFTER else 0
+    seconds = delay_seconds(value)
+    return seconds if seconds is not None and seconds <= MAX_RETRY_AFTER else 0
 
 
 # Called with (token type, token key) before the wallet asks for tokens under that key;

@@ -33,7 +33,7 @@ async def _echo(request: Request) -> Response:
     if delay is not None:  # lets tests exercise timeouts downstream
         await asyncio.sleep(min(float(delay), 60.0))
     size = request.query_params.get("size", "")
-    if size.isdigit():
+    if size.isascii() and size.isdigit():
         return StreamingResponse(_bytes(min(int(size), _MAX_SIZE)),
                                  media_type="application/octet-stream")
     seen = {

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Protocol
 
+from privproc.httpfields import delay_seconds
 from privproc.wire import bhttp, inner, ohttp
 from privproc.wire.errors import BinaryHttpError, DecryptError, UnknownKeyError
 
@@ -210,7 +211,8 @@ class GatewayCore:
                 bhttp.Field(b"content-type", inner.MEDIA_TYPE_RESPONSE.encode()),),
                 content=body)
         if status == 503:
-            wait = int(retry_after) if retry_after.isdigit() else 1
+            wait = delay_seconds(retry_after)
+            wait = 1 if wait is None else wait
             seconds = str(min(max(wait, 1), MAX_RETRY_AFTER)).encode()
             return inner_problem(503, "node busy", now,
                                  headers=(bhttp.Field(b"retry-after", seconds),))

@@ -37,6 +37,7 @@ from starlette.routing import Route
 
 from privproc.budget import RELAY_TIMEOUT
 from privproc.fastpath import Answer, PostRoute, problem_answer
+from privproc.httpfields import delay_seconds
 from privproc.reqlog import RequestLog
 from privproc.service import anonymous_session, problem, read_up_to
 from privproc.upstream import Upstream, UpstreamError
@@ -116,8 +117,8 @@ class GetCache:
 def _max_age(cache_control: str) -> float | None:
     for part in cache_control.split(","):
         name, _, value = part.strip().partition("=")
-        if name.lower() == "max-age" and value.isdigit():
-            return float(value)
+        if name.lower() == "max-age" and (seconds := delay_seconds(value)) is not None:
+            return float(seconds)
     return None
 
 

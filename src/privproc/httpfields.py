@@ -1,0 +1,26 @@
+"""HTTP field values read from parties that are not trusted to send sane ones.
+
+``str.isdigit`` is not a check for ``int``: read as latin-1, ``"\\xb2"`` (superscript
+two) is a digit to it and a ``ValueError`` to ``int``, and ``int`` refuses more than 4,300
+digits. Every delay a service or the client reads (Retry-After from a node or the issuer,
+max-age from the gateway) goes through :func:`delay_seconds`.
+"""
+
+from __future__ import annotations
+
+DELAY_MAX = 2**31
+"""What a delay too large to represent counts as (RFC 9111 section 1.2.2)."""
+
+_DELAY_DIGITS = len(str(DELAY_MAX))
+
+
+def delay_seconds(value: str | bytes | None) -> int | None:
+    """A delay-seconds value (``1*DIGIT``: Retry-After in RFC 9110 section 10.2.3, max-age
+    in RFC 9111 section 5.2.2.1), at most :data:`DELAY_MAX`; None when the field is absent
+    or not of that form (an HTTP date, a sign, a space, a non-ASCII digit)."""
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return DELAY_MAX if len(text) > _DELAY_DIGITS else min(int(text), DELAY_MAX)
