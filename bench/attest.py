@@ -10,12 +10,10 @@ parsing, the cache key, policy) is ~15 us a call.
 from __future__ import annotations
 
 import argparse
-import os
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchlib import pin_one_core, rate
 from privproc.attest import nvidia, sev_snp
 
 VEC = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "attest"
@@ -23,31 +21,6 @@ AMD = VEC / "amd" / "virtee-sev"
 NV = VEC / "nvidia"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 TARGETS = {"full": 450.0, "cached": 2000.0}
-
-
-def rate(fn: Callable[[], object], seconds: float, windows: int = 5) -> float:
-    """The best rate of ``windows`` windows sharing ``seconds``: other processes on the
-    machine only ever slow a window down, so the best is the closest to this code's own
-    speed (one average over a loaded machine measured 1,307/s for a path that does
-    2,900/s alone)."""
-    fn()  # warm up (and fail loudly before timing)
-    best = 0.0
-    for _ in range(windows):
-        count, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds / windows:
-            for _ in range(20):
-                fn()
-            count += 20
-        best = max(best, count / elapsed)
-    return best
-
-
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity") and hasattr(os, "sched_getaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned"
 
 
 def main() -> None:

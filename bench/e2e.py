@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from benchlib import cpu_seconds
 from privproc.client.http import ConnectionPool
 from privproc.client.node import open_task, seal_task
 from privproc.client.sdk import PrivateProcessingClient
@@ -43,15 +44,6 @@ from privproc.wire import bhttp, inner
 from privproc.wire import privacypass as pp
 
 PAYLOAD = {"messages": [{"sender": "A", "time": "t", "text": "hello there"}] * 20}
-
-
-def cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """User + system CPU time of a process, all its threads (live and exited), or of its
-    thread ``tid`` alone."""
-    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
-    with open(path, encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def redemption_rate(token_type: int, tokens: int, concurrency: int) -> tuple[float, float]:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchlib import pin_one_core, rate
 from privproc.issuer import keystore
 from privproc.wire import blindrsa
 from privproc.wire import privacypass as pp
@@ -49,26 +50,6 @@ PRIVATE_OP_NAME = {
     pp.TOKEN_TYPE_BLIND_RSA: "RSABSSA BlindSign",
 }
 TYPE_NAME = {pp.TOKEN_TYPE_VOPRF: "0x0001 VOPRF", pp.TOKEN_TYPE_BLIND_RSA: "0x0002 blind RSA"}
-
-
-def rate(fn: Callable[[], object], seconds: float, min_count: int = 3) -> float:
-    """Operations per second of ``fn``, run back to back for about ``seconds``."""
-    fn()  # warm up (and fail loudly before timing)
-    count, batch, start = 0, 1, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or count < min_count:
-        for _ in range(batch):
-            fn()
-        count += batch
-        batch = min(batch * 2, 64)
-    return count / elapsed
-
-
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity") and hasattr(os, "sched_getaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})  # the Node.js child inherits it
-        return f"pinned to CPU {cpu}"
-    return "not pinned"
 
 
 def privproc_rates(token_type: int, seconds: float) -> dict[str, float]:
