@@ -4,6 +4,7 @@ and bound again (another process may take it in between).
 - :func:`serving`: an ASGI app on uvicorn in a thread of this process.
 - :func:`aiohttp_serving`: an aiohttp app on the running event loop.
 - :func:`endless`: a hostile server whose answers do not end.
+- :func:`not_http`: a hostile server that answers every connection with fixed bytes.
 - :func:`start_service`: a ``privproc`` service as a child process of a :class:`Supervisor`,
   listening on ``127.0.0.1:0`` (:data:`ANY_PORT`); its URL is read from the
   ``listening on URL`` line that :func:`privproc.service.serve` prints once bound.
@@ -96,6 +97,38 @@ def endless() -> Iterator[str]:
     with serving(Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST"])])
                  ) as url:
         yield url
+
+
+@contextlib.contextmanager
+def not_http(answer: bytes = b"HELLO\r\n\r\n") -> Iterator[str]:
+    """A hostile server: every connection gets ``answer`` (by default not an HTTP status
+    line) once its client has sent something, and is closed."""
+    sock = listening_socket()
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.recv(65536)
+                    conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST}:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
 
 
 def start_service(sup: Supervisor, name: str, args: list[str], *, timeout: float = 30.0,

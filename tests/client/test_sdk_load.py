@@ -509,3 +509,30 @@ def test_a_call_with_no_node_to_hedge_with_sends_on_its_own_thread() -> None:
     relay.nodes["two"] = two
     client.summarize(CHAT)
     assert threads[1] != threading.get_ident()  # another node to hedge with: a thread
+
+
+NESTED = b"[" * 100_000  # json.loads raises RecursionError, not ValueError
+
+
+def test_a_node_directory_nested_without_end_is_a_transport_error() -> None:
+    """Attack: the gateway (through OHTTP) answers the node list with deeply nested JSON:
+    the directory is malformed (TransportError), not an unexpected failure."""
+    client, _, _ = client_for([FakeNode("n1", 1)])
+
+    class NestedDirectory:
+        def request(self, method: str, path: str, **kwargs: Any) -> bhttp.Response:
+            return bhttp.Response(status=200, content=NESTED)
+
+    client.ohttp = cast(Any, NestedDirectory())
+    with pytest.raises(TransportError, match="node directory answer is malformed"):
+        client.candidates()
+
+
+def test_a_relay_refusal_with_a_body_nested_without_end_is_still_a_refusal() -> None:
+    """Attack: the relay's 503 carries deeply nested JSON: the call still sees the 503
+    (which it retries), not an unexpected failure."""
+    from privproc.client.ohttp import open_response
+
+    with pytest.raises(RelayRefusedError) as refused:
+        open_response(cast(Any, None), 503, "application/problem+json", NESTED)
+    assert refused.value.status == 503

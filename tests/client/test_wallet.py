@@ -23,7 +23,7 @@ from privproc.client.tokens import (
 from privproc.issuer import keystore
 from privproc.wire import privacypass as pp
 
-from ..servers import endless, serving
+from ..servers import endless, not_http, serving
 from ..threads import on_threads
 
 CHALLENGE = pp.TokenChallenge(pp.TOKEN_TYPE_BLIND_RSA, "issuer.test", b"", ["origin.test"])
@@ -220,6 +220,17 @@ def test_a_hostile_issuer_cannot_make_the_wallet_read_without_end() -> None:
         wallet = TokenWallet(url + "/error", "account", None)
         with pytest.raises(IssuerRefusedError, match=r"issuer answered 500: x{20}"):
             wallet.directory()
+
+
+def test_an_issuer_answering_something_that_is_not_http_is_unreachable() -> None:
+    """Attack: a bad status line (http.client.BadStatusLine, no OSError) is the issuer
+    unreachable, which the wallet waits out and then reports, not a raw exception."""
+    from privproc.client.tokens import IssuerUnreachableError
+
+    with not_http() as url:
+        wallet = TokenWallet(url, "account", None, token_type=pp.TOKEN_TYPE_BLIND_RSA)
+        with pytest.raises(IssuerUnreachableError, match="cannot reach the issuer"):
+            wallet._http(url + "/directory")
 
 
 @pytest.mark.parametrize(("header", "seconds"), [

@@ -159,3 +159,14 @@ def test_a_log_answer_without_end_is_refused_unread() -> None:
     with endless() as url, pytest.raises(LogFetchError,
                                          match=rf"checkpoint: answer over {MAX_FETCH} bytes"):
         http_fetcher(url)("checkpoint")
+
+
+def test_a_log_answer_that_is_not_http_is_a_fetch_error() -> None:
+    """Attack: a bad status line (http.client.BadStatusLine, no OSError) from whoever
+    serves the log is a LogFetchError, not a raw exception (an audit would crash)."""
+    from privproc.tlog.client import LogFetchError, http_fetcher
+
+    from ..servers import not_http
+
+    with not_http() as url, pytest.raises(LogFetchError, match="checkpoint"):
+        http_fetcher(url, timeout=5)("checkpoint")

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import http.client
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from privproc import jsondoc
 from privproc.service import read_up_to
 from privproc.wire import bhttp, hpke, ohttp
 from privproc.wire import privacypass as pp
@@ -85,7 +85,7 @@ def open_response(
     if status != 200:
         detail = body[:300].decode("utf-8", errors="replace")
         with contextlib.suppress(ValueError, AttributeError):
-            detail = str(json.loads(body).get("title", detail))
+            detail = str(jsondoc.parse(body).get("title", detail))
         raise RelayRefusedError(status, detail)
     if content_type.split(";", maxsplit=1)[0].strip() != ohttp.MEDIA_TYPE_RESPONSE:
         raise TransportError(

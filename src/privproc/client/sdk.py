@@ -40,7 +40,6 @@ import collections
 import concurrent.futures
 import functools
 import http.client
-import json
 import os
 import queue
 import secrets
@@ -60,6 +59,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from privproc import jsondoc
 from privproc.budget import CLIENT_TIMEOUT
 from privproc.httpfields import delay_seconds
 from privproc.tlog.client import (
@@ -753,7 +753,7 @@ class PrivateProcessingClient:
         if response.status != 200:
             raise TransportError(f"node directory answered {response.status}")
         try:
-            doc = json.loads(response.content)
+            doc = jsondoc.parse(response.content)
             nodes = [(str(n["node_id"]), base64.b64decode(n["bundle"])) for n in doc["nodes"]]
             log_doc = doc.get("log")
         except (ValueError, KeyError, TypeError) as exc:

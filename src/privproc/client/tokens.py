@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import http.client
 import json
 import threading
 import time
@@ -197,7 +198,7 @@ class TokenWallet:
             detail = exc.read(200).decode(errors="replace")
             exc.close()
             raise IssuerRefusedError(exc.code, detail) from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise IssuerUnreachableError(f"cannot reach the issuer at {url}: {exc}") from None
         if len(body) > MAX_ISSUER_ANSWER:
             raise TokenError(f"the issuer's answer is larger than {MAX_ISSUER_ANSWER} bytes: "

@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from http.client import HTTPResponse
 from typing import Any, Final
 
+from privproc import jsondoc
+
 from .backend import (
     BackendBusyError,
     BackendTimeoutError,
@@ -164,7 +166,7 @@ class OpenAICompatBackend:
 
     def _parse_completion(self, raw: bytes) -> str:
         try:
-            payload = json.loads(raw)
+            payload = jsondoc.parse(raw)
             content = payload["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise GenerationError(
@@ -237,7 +239,7 @@ class OpenAICompatBackend:
 
     def _delta(self, event: str) -> str:
         try:
-            payload = json.loads(event)
+            payload = jsondoc.parse(event)
         except ValueError:
             raise GenerationError(
                 f"{self._where} sent a {len(event)}-byte stream event that is not JSON"

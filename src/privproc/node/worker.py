@@ -48,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from privproc import jsondoc
 from privproc.errors import PrivprocError
 from privproc.wire import inner
 
@@ -370,8 +371,8 @@ class WorkerPool:
 def _parse_reply(reply: bytearray) -> Outcome | None:
     """A worker's answer as an Outcome; None when the worker broke the protocol."""
     try:
-        doc = json.loads(reply.decode("ascii"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = jsondoc.parse(reply.decode("ascii"))
+    except ValueError:
         return None
     if not isinstance(doc, dict):
         return None

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from privproc import jsondoc
 from privproc.wire import merkle
 from privproc.wire.checkpoint import Checkpoint, VerifiedCheckpoint
 from privproc.wire.errors import MerkleError
@@ -101,8 +102,8 @@ class LogBundle:
         if len(data) > MAX_BUNDLE_SIZE:
             raise BundleFormatError(f"log bundle is {len(data)} bytes, limit {MAX_BUNDLE_SIZE}")
         try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError) as exc:
+            doc = jsondoc.parse(data)
+        except ValueError as exc:
             raise BundleFormatError(f"log bundle is not JSON: {exc}") from None
         return cls.from_json(doc)
 

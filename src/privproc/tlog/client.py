@@ -12,6 +12,7 @@ verification logic is independent of HTTP; :func:`http_fetcher` is the default.
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -182,7 +183,7 @@ def http_fetcher(base_url: str, timeout: float = 10.0) -> Fetch:
                 body: bytes = resp.read(MAX_FETCH + 1)
         except urllib.error.HTTPError as exc:
             raise LogFetchError(f"{base}{path}: HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise LogFetchError(f"{base}{path}: {exc}") from None
         if len(body) > MAX_FETCH:
             raise LogFetchError(f"{base}{path}: answer over {MAX_FETCH} bytes, refused")

@@ -8,12 +8,13 @@ keys at every start).
 
 from __future__ import annotations
 
-import json
+import http.client
 import urllib.error
 import urllib.request
 
 import aiohttp
 
+from privproc import jsondoc
 from privproc.service import read_up_to
 from privproc.wire import note
 
@@ -28,7 +29,7 @@ class PublishError(LogClientError):
 
 def _index(body: bytes) -> int:
     try:
-        index = json.loads(body)["index"]
+        index = jsondoc.parse(body)["index"]
     except (ValueError, KeyError, TypeError) as exc:
         raise PublishError(f"the log's answer is malformed: {exc}") from None
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
@@ -47,7 +48,7 @@ def publish(log_url: str, signer: note.Signer, record: bytes, timeout: float = 6
     except urllib.error.HTTPError as exc:
         detail = exc.read(300).decode(errors="replace")
         raise PublishError(f"the log answered {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise PublishError(f"cannot reach the log at {log_url}: {exc}") from None
 
 

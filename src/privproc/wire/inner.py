@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from privproc import jsondoc
+
 from .errors import WireError
 
 REQUEST_LABEL = b"privproc request"
@@ -73,9 +75,7 @@ def _parse_json(data: bytes, what: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InnerFormatError(f"{what} payload is not UTF-8 JSON") from None
     try:
-        value = json.loads(text)
-    except RecursionError:  # the parser recurses once per level of nesting
-        raise InnerFormatError(f"{what} payload nests too deep") from None
+        value = jsondoc.parse(text)
     except ValueError:
         raise InnerFormatError(f"{what} payload is not UTF-8 JSON") from None
     if not isinstance(value, dict):

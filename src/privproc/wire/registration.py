@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from privproc import jsondoc
+
 from .errors import WireError
 
 MEDIA_TYPE: Final = "application/privproc-registration+json"
@@ -100,8 +102,8 @@ def decode_registration(data: bytes) -> Registration:
     if len(data) > MAX_REGISTRATION:
         raise RegistrationError(f"registration is {len(data)} bytes, limit {MAX_REGISTRATION}")
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
+        doc = jsondoc.parse(data)
+    except ValueError:
         raise RegistrationError("registration is not JSON") from None
     if not isinstance(doc, dict) or set(doc) != {"version", "url", "time", "bundle",
                                                  "signature"}:

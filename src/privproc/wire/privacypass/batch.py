@@ -15,6 +15,8 @@ import json
 import struct
 from collections.abc import Sequence
 
+from privproc import jsondoc
+
 from .common import PrivacyPassError
 
 MEDIA_TYPE_BATCH_REQUEST = "application/privproc-token-request-batch"
@@ -70,8 +72,8 @@ def batch_offer(directory: bytes) -> tuple[str, int] | None:
     :class:`~privproc.wire.privacypass.IssuerDirectory`. Anything malformed reads as no
     offer: the client falls back to single requests."""
     try:
-        doc = json.loads(directory)
-    except (ValueError, RecursionError, UnicodeDecodeError):
+        doc = jsondoc.parse(directory)
+    except ValueError:
         return None
     if not isinstance(doc, dict):
         return None

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from privproc import jsondoc
 from privproc.wire import blindrsa
 from privproc.wire.privacypass.common import (
     SUPPORTED_TOKEN_TYPES,
@@ -94,8 +95,8 @@ class IssuerDirectory:
         else:
             raise PrivacyPassError("issuer directory must be bytes or str")
         try:
-            doc = json.loads(text, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
+            doc = jsondoc.parse(text, parse_constant=_reject_constant)
+        except ValueError as exc:
             raise PrivacyPassError(f"issuer directory is not JSON: {exc}") from exc
         if not isinstance(doc, dict):
             raise PrivacyPassError("issuer directory must be a JSON object")
