@@ -4,6 +4,7 @@ succeed meanwhile, and the options reach every service."""
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import time
@@ -103,14 +104,58 @@ def test_a_body_that_keeps_coming_is_not_cut_off(services: dict[str, str]) -> No
         assert answer.startswith(b"HTTP/1.1 ") and not answer.startswith(b"HTTP/1.1 408")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("party", ["relay", "gateway"])
+@pytest.mark.parametrize(("head", "status"), [
+    (b"GET /?", b"414"),  # a request target that does not end
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: ", b"431"),  # a header that does not end
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"431"),  # header lines that do not end
+])
+def test_a_request_head_over_the_bound_is_refused_before_it_is_all_read(
+        services: dict[str, str], party: str, head: bytes, status: bytes) -> None:
+    """Attack: a client streams a request line or headers without end (the parser would
+    keep it all, and the server re-joins the target on every read): the service answers
+    414 or 431 once the head passes its bound (--max-head-bytes, 16 KiB) and closes, and
+    serves others meanwhile."""
+    filler = b"a" * 4096 if head.endswith((b"?", b": ")) else b"X-A: a\r\n" * 512
+    with socket.create_connection((HOST, port_of(services[party])), timeout=5) as s:
+        s.sendall(head)
+        got = b""
+        for _ in range(1024):  # up to 4 MiB
+            try:
+                s.sendall(filler)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            readable, _, _ = select.select([s], [], [], 0)
+            if readable:
+                break
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(4096):
+                got += chunk
+    assert got.startswith(b"HTTP/1.1 " + status + b" "), got[:80]
+    assert b"connection: close" in got.lower()
+    with urllib.request.urlopen(services[party] + "/healthz", timeout=5) as resp:
+        assert resp.status == 200
+
+
+def test_a_large_but_bounded_head_is_served(services: dict[str, str]) -> None:
+    request = urllib.request.Request(services["relay"] + "/healthz?" + "a" * 6000,
+                                     headers={f"X-{i}": "b" * 900 for i in range(8)})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 200
+
+
 def test_every_service_takes_the_connection_options(tmp_path: Path) -> None:
     parser = build_parser()
     for argv in (["relay", "serve", "--gateway", "http://g/"],
                  ["gateway", "serve", "--upstream", "http://o/", "--state", str(tmp_path)],
                  ["echo", "serve"]):
         args = parser.parse_args([*argv, "--listen", ANY_PORT, "--header-timeout", "2.5",
-                                  "--body-timeout", "4", "--max-connections", "7"])
-        assert (args.header_timeout, args.body_timeout, args.max_connections) == (2.5, 4, 7)
+                                  "--body-timeout", "4", "--max-connections", "7",
+                                  "--max-head-bytes", "9000"])
+        assert (args.header_timeout, args.body_timeout, args.max_connections,
+                args.max_head_bytes) == (2.5, 4, 7, 9000)
         defaults = parser.parse_args([*argv, "--listen", ANY_PORT])
         assert defaults.header_timeout == Limits().header_timeout
         assert defaults.max_connections == Limits().max_connections
+        assert defaults.max_head_bytes == Limits().max_head_bytes == 16384

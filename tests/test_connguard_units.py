@@ -151,3 +151,33 @@ def test_a_complete_request_disarms_and_the_next_one_has_its_own_deadline() -> N
 def test_timeouts_must_be_positive() -> None:
     with pytest.raises(ValueError, match="> 0"):
         guarded_protocol(0, 1)
+
+
+def test_a_head_over_the_bound_is_refused_once_and_nothing_more_is_parsed() -> None:
+    protocol, _, transport = connection()
+    protocol.data_received(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    for _ in range(4):
+        protocol.data_received(b"X-A: " + b"a" * 4000 + b"\r\n")
+    assert not transport.closed  # 16,058 bytes so far
+    protocol.data_received(b"X-B: " + b"b" * 400 + b"\r\n")
+    assert transport.closed and transport.written.startswith(b"HTTP/1.1 431 ")
+    written = transport.written
+    protocol.data_received(b"\r\n")  # the end of the head, too late: no request starts
+    assert transport.written == written and protocol.cycle is None
+
+
+def test_a_target_over_the_bound_gets_414() -> None:
+    protocol, _, transport = connection()
+    protocol.data_received(b"GET /?")
+    for _ in range(5):
+        protocol.data_received(b"a" * 4096)
+    assert transport.closed and transport.written.startswith(b"HTTP/1.1 414 ")
+
+
+def test_a_body_in_the_same_reads_as_its_head_does_not_count_as_head() -> None:
+    protocol, _, transport = connection()
+    body = b"x" * 100_000
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n"
+                           + body)
+    protocol.data_received(body)
+    assert not transport.closed and transport.written == b""

@@ -164,6 +164,10 @@ def add_service_options(parser: argparse.ArgumentParser, *, state: str | None,
                         default=defaults.max_connections, metavar="N",
                         help="open connections (and requests in progress) beyond which "
                              "requests are answered 503")
+    parser.add_argument("--max-head-bytes", type=positive_int,
+                        default=defaults.max_head_bytes, metavar="BYTES",
+                        help="a request line and header fields larger than this are "
+                             "answered 414 or 431 and the connection closed")
 
 
 def serve(app: Any, args: argparse.Namespace,
@@ -173,7 +177,7 @@ def serve(app: Any, args: argparse.Namespace,
     from privproc.service import serve as serve_app
 
     limits = Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
-                    max_connections=args.max_connections)
+                    max_connections=args.max_connections, max_head_bytes=args.max_head_bytes)
     serve_app(app, args.listen if listen is None else listen, args.log_level, limits)
 
 

@@ -15,6 +15,11 @@ uvicorn's httptools protocol that closes such a connection:
   ``body_timeout`` seconds of the last (an inactivity bound: the body size is capped by
   each service).
 
+- size: a request's head (request line and header fields) may be at most ``max_head``
+  bytes; past that the connection gets ``414 URI Too Long`` (still in the request line)
+  or ``431 Request Header Fields Too Large`` and is closed. The parser would otherwise
+  keep an endless head in memory (and uvicorn re-joins the target on every read).
+
 Time while the server itself has paused reading (its buffer is full, or pipelined requests
 wait their turn) does not count against the client.
 
@@ -38,8 +43,17 @@ _IDLE = 0
 _HEADERS = 1
 _BODY = 2
 
-_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                b"content-length: 16\r\nconnection: close\r\n\r\nrequest too slow")
+
+
+def _closing_answer(status: str, text: str) -> bytes:
+    return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(text)}\r\nconnection: close\r\n\r\n{text}").encode()
+
+
+_TIMEOUT_408 = _closing_answer("408 Request Timeout", "request too slow")
+_TARGET_414 = _closing_answer("414 URI Too Long", "request target too long")
+_HEAD_431 = _closing_answer("431 Request Header Fields Too Large",
+                            "request header fields too large")
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -47,6 +61,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     header_timeout: float = 10.0
     body_timeout: float = 10.0
+    max_head: int = 16384
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -54,6 +69,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._phase = _IDLE
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._refused = False
 
     # -- the timer ---------------------------------------------------------------------
 
@@ -96,6 +113,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._phase = _IDLE
         self.transport.close()
 
+    # -- the head's size ----------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # answered and closing: nothing more is parsed
+        started_in_head = self._phase == _HEADERS
+        super().data_received(data)
+        # A read that began and ended inside a request's head was all head (one that began
+        # elsewhere is not counted: the bound is exceeded by at most one read).
+        if started_in_head and self._phase == _HEADERS and not self._refused:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head:
+                self._refuse(_HEAD_431 if self.headers else _TARGET_414)
+
+    def _refuse(self, answer: bytes) -> None:
+        log.info("connection closed: request head over %d bytes", self.max_head)
+        self._refused = True
+        self._phase = _IDLE
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(answer)
+        self.transport.close()
+
     # -- uvicorn's callbacks -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -111,6 +150,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._head_bytes = 0
         if self._phase != _HEADERS:  # a later request on a kept-alive connection
             self._arm(_HEADERS, self.header_timeout)
 
@@ -127,11 +167,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
 
-def guarded_protocol(header_timeout: float, body_timeout: float
+def guarded_protocol(header_timeout: float, body_timeout: float, max_head: int = 16384
                      ) -> type[GuardedHttpToolsProtocol]:
-    """A protocol class (uvicorn's ``http=``) with these deadlines, in seconds."""
+    """A protocol class (uvicorn's ``http=``) with these deadlines, in seconds, and this
+    bound on a request's head, in bytes."""
     if not header_timeout > 0 or not body_timeout > 0:
         raise ValueError("read timeouts must be > 0 seconds")
+    if max_head < 1:
+        raise ValueError(f"the request head bound must be at least 1 byte, got {max_head}")
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
                 {"header_timeout": float(header_timeout),
-                 "body_timeout": float(body_timeout)})
+                 "body_timeout": float(body_timeout), "max_head": int(max_head)})

@@ -138,13 +138,15 @@ class Limits:
     connection's start, or the request's first byte on a kept-alive connection);
     ``body_timeout``: seconds a body may go without data; ``max_connections``: open
     connections (and requests in progress) beyond which requests are answered 503;
-    ``keep_alive``: seconds an idle kept-alive connection stays open.
+    ``keep_alive``: seconds an idle kept-alive connection stays open; ``max_head_bytes``:
+    a request's line and header fields, beyond which it is answered 414 or 431.
     """
 
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     max_connections: int = 1000
     keep_alive: int = 5
+    max_head_bytes: int = 16384
 
 
 class _ClientGone:
@@ -185,7 +187,8 @@ def serve(app: Any, listen: Listen | socket.socket, log_level: str = "info",
     config = uvicorn.Config(
         _ClientGone(app),
         loop="uvloop",
-        http=guarded_protocol(limits.header_timeout, limits.body_timeout),
+        http=guarded_protocol(limits.header_timeout, limits.body_timeout,
+                              limits.max_head_bytes),
         access_log=False,
         # No X-Forwarded-For/-Proto rewriting: no service takes a client's address from a
         # header (a relay adds none), and the middleware costs every request.
