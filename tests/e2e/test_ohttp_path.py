@@ -23,7 +23,7 @@ from privproc.up.supervisor import Supervisor
 from privproc.wire import bhttp, hpke, ohttp
 
 from ..keyfiles import end_grace
-from ..servers import ANY_PORT, start_service
+from ..servers import ANY_PORT, not_http, start_service
 from .conftest import HOST, Stack
 
 pytestmark = pytest.mark.slow
@@ -185,6 +185,32 @@ def test_media_type_and_size_limits(stack: Stack) -> None:
 def test_upstream_timeout_comes_back_sealed_as_504(stack: Stack) -> None:
     client = OHTTPClient(stack.relay + "/", authority="a.example")
     assert client.request("GET", "/slow?sleep=3").status == 504
+
+
+@pytest.mark.parametrize("code", [b"600", b"999"])
+def test_an_origin_status_outside_http_comes_back_sealed_as_502(tmp_path: Any, code: bytes
+                                                                ) -> None:
+    """Attack: the origin answers a status HTTP does not define (aiohttp takes any three
+    digits); binary HTTP cannot carry it, and the gateway failed with an unsealed 500."""
+    answer = b"HTTP/1.1 " + code + b" Odd\r\ncontent-length: 0\r\n\r\n"
+    with not_http(answer) as origin, Supervisor(tmp_path) as sup:
+        gateway = start_service(sup, "gateway", [
+            "gateway", "serve", "--listen", ANY_PORT, "--upstream", origin, "--state",
+            str(tmp_path / "gw")]).url
+        relay = start_service(sup, "relay", ["relay", "serve", "--listen", ANY_PORT,
+                                             "--gateway", gateway + "/gateway"]).url
+        answered = OHTTPClient(relay + "/", authority="a.example").request("GET", "/x")
+    assert answered.status == 502 and b"upstream answered status" in answered.content
+
+
+def test_a_control_character_in_an_inner_header_is_a_sealed_400(stack: Stack) -> None:
+    """Attack: a client's inner header carries 0x01 (binary HTTP refuses only NUL, CR and
+    LF); aiohttp refused to send it and the gateway failed with an unsealed 500."""
+    client = OHTTPClient(stack.relay + "/", authority="a.example")
+    for value in (b"a\x01b", b"a\x7fb", b"a\x1bb"):
+        answer = client.request("GET", "/echo", headers=[(b"x-a", value)])
+        assert answer.status == 400 and b"control character" in answer.content
+    assert client.request("GET", "/echo", headers=[(b"x-a", b"a\tb \xe9")]).status == 200
 
 
 def test_relay_answers_502_when_gateway_is_down(tmp_path: Any) -> None:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from privproc.client.ohttp import open_response, seal_request
@@ -122,3 +123,31 @@ def test_an_answer_whose_spend_failed_never_leaves(tmp_path: Path) -> None:
         asyncio.run(run())
     finally:
         store.close()
+
+
+def test_a_failure_inside_the_gateway_is_a_sealed_500_not_an_outer_one(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Defence in depth: whatever fails unexpectedly once a request is open (here the
+    spend store, with an exception no layer expects) is answered inside the encapsulation,
+    so the relay and the client tell it from a broken relay; the log names only the
+    exception's type."""
+    class BrokenStore(SqliteSpendStore):
+        async def reserve_async(self, token_id: bytes, expires_at: int, now: float
+                                ) -> asyncio.Future[bool]:
+            raise RuntimeError("a bug, with a detail: " + token_id.hex())
+
+    store = BrokenStore(tmp_path / "spent.db")
+
+    async def run() -> None:
+        async with gateway_before_origin(tmp_path, store) as (app, config, token, seen):
+            answer = await send(app, config, token, b"work")
+            assert answer.status == 500 and seen == []
+            assert json.loads(answer.content)["title"] == "gateway error"
+
+    try:
+        with caplog.at_level("ERROR", logger="privproc.gateway"):
+            asyncio.run(run())
+    finally:
+        store.close()
+    assert "request failed inside the gateway (RuntimeError)" in caplog.text
+    assert "a bug, with a detail" not in caplog.text

@@ -288,6 +288,8 @@ def create_app(config: GatewayConfig) -> PostRoute:
                                        headers=dict(route.headers),
                                        data=route.content or None,
                                        allow_redirects=False) as resp:
+                if not 200 <= resp.status <= 599:  # what binary HTTP can carry as final
+                    return inner_problem(502, f"upstream answered status {resp.status}", now)
                 content = await read_up_to(resp.content, config.max_upstream_body + 1)
                 if len(content) > config.max_upstream_body:
                     return inner_problem(502, "upstream too large", now)
@@ -349,7 +351,12 @@ def create_app(config: GatewayConfig) -> PostRoute:
             requests.record(f"refused: {opened.log or opened.title}", _ms(started),
                             f"size={len(body)}")
             return _outer(opened)
-        answer = await answer_for(opened, now)
+        try:
+            answer = await answer_for(opened, now)
+        except Exception as exc:  # noqa: BLE001 - answered sealed, not as an outer 500
+            # Only the type is logged: an exception's text may carry request content.
+            log.error("request failed inside the gateway (%s)", type(exc).__name__)
+            answer = inner_problem(500, "gateway error", now)
         if isinstance(answer, OuterAnswer):
             requests.record(f"refused: {answer.log}", _ms(started))
             return _outer(answer)

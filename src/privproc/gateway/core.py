@@ -44,6 +44,9 @@ MIN_SEALED_ANSWER = 32
 MAX_RETRY_AFTER = 60
 
 # Connection-specific fields (RFC 9110 section 7.6.1) never cross the gateway.
+# What an HTTP/1.1 field value may hold (RFC 9110 section 5.5): HTAB, SP, VCHAR, obs-text.
+_FIELD_VALUE_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
+
 HOP_BY_HOP = frozenset(
     {
         b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
@@ -194,8 +197,12 @@ class GatewayCore:
             return inner_problem(404, "no such directory resource", now)
         if not path.startswith("/"):
             return inner_problem(400, "request target must be a path", now)
+        forwarded = [f for f in request.headers if f.name not in HOP_BY_HOP]
+        if any(f.value.translate(None, _FIELD_VALUE_BYTES) for f in forwarded):
+            # binary HTTP refuses only NUL, CR and LF; HTTP/1.1 carries none of these
+            return inner_problem(400, "a header field value has a control character", now)
         headers = tuple((f.name.decode("latin-1"), f.value.decode("latin-1"))
-                        for f in request.headers if f.name not in HOP_BY_HOP)
+                        for f in forwarded)
         return ToUpstream(request.method.decode("latin-1"), path, headers, request.content)
 
     def node_answer(self, status: int, content_type: str, body: bytes, retry_after: str,
