@@ -25,6 +25,10 @@ TILE = bytes(range(256)) * 32  # a full level-0 tile: 8 KiB
 BIG = bytes(range(251)) * 4200  # about 1 MiB: many reads from the upstream connection
 
 
+ODD_TYPES = {"/log/tile/0/003": "text/plain\u20ac".encode(), "/log/tile/0/004": b"a\xff",
+             "/log/tile/0/005": b"a\x01b"}
+
+
 @dataclass
 class Upstream:
     """A fake gateway and log: fixed answers, and a count of every request it saw."""
@@ -58,6 +62,10 @@ class Upstream:
             if path == "/gateway":
                 return Response(b"res", status_code=self.gateway_status,
                                 media_type="message/ohttp-res")
+            if path in ODD_TYPES:  # raw bytes, which Starlette would not encode
+                odd = Response(b"tile")
+                odd.raw_headers = [(b"content-type", ODD_TYPES[path]), (b"content-length", b"4")]
+                return odd
             status, body, headers = answers.get(path, (404, b"unknown", {}))
             return Response(body, status_code=status, headers=headers,
                             media_type="application/octet-stream")
@@ -265,6 +273,17 @@ def test_cache_expiry_and_drop() -> None:
     cache.drop("b")
     cache.drop("b")
     assert cache.get("b", 0) is None and cache._bytes == 0
+
+
+@pytest.mark.parametrize("path", sorted(ODD_TYPES))
+def test_an_answer_with_an_unusable_content_type_is_a_502_and_not_cached(
+        stack: Stack, path: str) -> None:
+    """Attack: the log (or the gateway) labels an answer with bytes that are no media type:
+    the relay used to cache it and then fail every request for it with a 500 (a tile
+    is cached for a year)."""
+    for _ in range(2):
+        assert stack.get(path)[0] == 502  # (aiohttp itself refuses a control character)
+    assert stack.upstream.hits[f"GET {path}"] >= 2  # asked again each time: not cached
 
 
 def test_max_age_parsing() -> None:

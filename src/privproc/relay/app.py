@@ -114,6 +114,9 @@ class GetCache:
             self._bytes -= len(old.body)
 
 
+MAX_MEDIA_TYPE = 256
+
+
 def _max_age(cache_control: str) -> float | None:
     for part in cache_control.split(","):
         name, _, value = part.strip().partition("=")
@@ -187,6 +190,10 @@ def create_app(config: RelayConfig) -> PostRoute:
                     if len(body) > config.max_get_body:
                         return problem(502, f"{what} answer exceeds {config.max_get_body} bytes")
                     media_type = resp.headers.get("content-type", "application/octet-stream")
+                    if not (media_type.isascii() and media_type.isprintable()
+                            and len(media_type) <= MAX_MEDIA_TYPE):
+                        # (it would fail the answer only once cached: every later one too)
+                        return problem(502, f"{what} answered an unusable content type")
                     upstream_age = _max_age(resp.headers.get("cache-control", ""))
             except TimeoutError:
                 return problem(504, f"{what} timed out")
