@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import hmac
 import json
 import logging
@@ -53,6 +54,7 @@ from privproc.tlog.bundle import MEDIA_TYPE as BUNDLE_MEDIA_TYPE
 from privproc.tlog.client import InclusionProof, LogClientError, LogForkError, http_fetcher
 from privproc.tlog.publish import RecordPublisher
 from privproc.tlog.view import LogView
+from privproc.upkeep import keep_running
 from privproc.upstream import Upstream, UpstreamError
 from privproc.wire import bhttp, ohttp
 from privproc.wire.registration import MAX_REGISTRATION
@@ -84,6 +86,9 @@ from .replay import ReplayGuard
 from .transparency import Stapler, StapleUnavailable, TransparencyConfig, key_subject
 
 log = logging.getLogger("privproc.gateway")
+
+MAX_LISTED_REMEMBERED = 4096
+"""Node ids whose listing the gateway remembers, to log only a change of their bundle."""
 
 
 @dataclass
@@ -207,7 +212,9 @@ def create_app(config: GatewayConfig) -> PostRoute:
     registry_in_memory = directory is not None and isinstance(directory.registry,
                                                               MemoryRegistry)
     session: aiohttp.ClientSession | None = None
-    listed: dict[str, bytes] = {}  # node id -> bundle last logged, to log changes only
+    # node id -> digest of the bundle last logged, to log changes only; each restart of a
+    # node brings a new id, so the oldest ids are forgotten past MAX_LISTED_REMEMBERED
+    listed: dict[str, bytes] = {}
     requests = RequestLog(log, interval=config.log_interval)
     nodes = NodeConnections(config.upstream_timeout, config.max_upstream_body)
 
@@ -222,7 +229,9 @@ def create_app(config: GatewayConfig) -> PostRoute:
         """Renew the key before its not-after, log its record, keep the staple fresh."""
         assert session is not None
         publisher = RecordPublisher(t.log_url, t.signer) if t.signer is not None else None
-        while True:
+
+        async def step() -> float:
+            assert session is not None
             now = config.clock()
             renewed = await asyncio.to_thread(keystore.renew_if_due, config.state_dir, now,
                                               config.key_grace, config.key_lifetime)
@@ -241,7 +250,9 @@ def create_app(config: GatewayConfig) -> PostRoute:
                 await stapler.bundle(session, key_subjects(), now)
             except StapleUnavailable as exc:
                 log.warning("key bundle unavailable: %s", exc)
-            await asyncio.sleep(min(t.refresh, 2.0) if failures else t.refresh)
+            return min(t.refresh, 2.0) if failures else t.refresh
+
+        await keep_running("key upkeep", step, log)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -438,8 +449,12 @@ def create_app(config: GatewayConfig) -> PostRoute:
             return problem(503, "the node directory is full")
         except RegistryUnavailable:
             return problem(503, "node directory unavailable")
-        if listed.get(entry.node_id) != entry.bundle:
-            listed[entry.node_id] = entry.bundle
+        digest = hashlib.sha256(entry.bundle).digest()
+        if listed.get(entry.node_id) != digest:
+            listed.pop(entry.node_id, None)
+            listed[entry.node_id] = digest  # (the newest last)
+            while len(listed) > MAX_LISTED_REMEMBERED:
+                del listed[next(iter(listed))]
             log.info("node listed: %s", entry.node_id)
         return Response(json.dumps({"node_id": entry.node_id}).encode(),
                         media_type="application/json")

@@ -40,6 +40,7 @@ from starlette.routing import Route
 
 from privproc.service import BodyTooLarge, problem, read_body
 from privproc.tlog.publish import RecordPublisher
+from privproc.upkeep import keep_running
 from privproc.wire import note
 from privproc.wire import privacypass as pp
 from privproc.wire.privacypass import batch as ppbatch
@@ -91,7 +92,8 @@ async def keep_keys_logged(config: IssuerConfig, logging_: KeyLogging) -> None:
     """Renew keys before they run out and keep every accepted key's record in the log."""
     publisher = RecordPublisher(logging_.log_url, logging_.signer)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        while True:
+
+        async def step() -> float:
             now = int(config.clock())
             renewed = await asyncio.to_thread(keystore.renew_if_due, config.state_dir, now,
                                               config.overlap, config.key_lifetime)
@@ -103,8 +105,9 @@ async def keep_keys_logged(config: IssuerConfig, logging_: KeyLogging) -> None:
             failures = await publisher.publish_all(session, records)
             for exc in failures:
                 log.warning("key record not logged yet (retrying): %s", exc)
-            await asyncio.sleep(logging_.interval if not failures else min(
-                logging_.interval, 2.0))
+            return logging_.interval if not failures else min(logging_.interval, 2.0)
+
+        await keep_running("key upkeep", step, log)
 
 
 def create_app(config: IssuerConfig) -> Starlette:
