@@ -171,3 +171,25 @@ def test_an_expired_hybrid_record_is_no_downgrade(tmp_path: Path) -> None:
     view.sync()
     found = verify_key_bundle(log.bundle(index[:1]).encode(), with_pq(False), view, NOW)
     assert pick_gateway_key(found, with_pq(False), view, NOW).config == classic
+
+
+@pytest.mark.parametrize("cfg", [
+    # only the export-only AEAD: no suite a request can be sealed with
+    ohttp.KeyConfig(3, HYBRID, config(3, HYBRID).public_key,
+                    (ohttp.SymmetricSuite(1, 0xFFFF),)),
+    # an X25519 share of low order (all zero): sealing fails
+    ohttp.KeyConfig(3, hpke.KEM_X25519_SHA256, bytes(32), (ohttp.SymmetricSuite(1, 1),)),
+    ohttp.KeyConfig(3, HYBRID, config(3, HYBRID).public_key[:1184] + bytes(32),
+                    (ohttp.SymmetricSuite(1, 1),)),
+], ids=["export-only", "x25519-zero", "hybrid-x25519-zero"])
+def test_a_node_whose_attested_key_cannot_be_sealed_to_is_refused(
+        monkeypatch: pytest.MonkeyPatch, cfg: ohttp.KeyConfig) -> None:
+    """Attack: a node attests a key configuration that parses but that no request can be
+    sealed to. Verified, it failed every call that picked it (a raw HPKEError, at random
+    among the nodes); refused here, the client never picks it."""
+    monkeypatch.setattr(transparency, "verify_bundle", lambda *a, **k: SimpleNamespace(
+        node_id="n1", key_config=cfg.encode(), measurement=bytes(48)))
+    with pytest.raises(NodeVerificationError, match=r"n1: the attested key 3 cannot be "
+                                                    r"sealed to"):
+        transparency.verify_node_evidence("n1", b"bundle", {}, trust=with_pq(False),
+                                          view=None, now=NOW)  # type: ignore[arg-type]

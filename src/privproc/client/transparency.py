@@ -38,8 +38,8 @@ from privproc.tlog.record import (
     privacypass_purpose,
 )
 from privproc.tlog.view import LogView
-from privproc.wire import hpke, ohttp
-from privproc.wire.errors import KeyConfigError
+from privproc.wire import hpke, inner, ohttp
+from privproc.wire.errors import KeyConfigError, WireError
 
 from .errors import (
     ClassicalKeyRefusedError,
@@ -258,6 +258,14 @@ def verify_node_evidence(node_id: str | None, bundle: bytes,
         key_config = ohttp.decode_key_config(claims.key_config)
     except KeyConfigError as exc:
         raise EvidenceRefusedError(f"{label}: key configuration: {exc}") from None
+    try:
+        # one trial seal (once per node): a key that parses but takes no request (no
+        # suite this client runs, a low-order X25519 share) would fail every call instead
+        ohttp.encapsulate_request(key_config, b"", request_label=inner.REQUEST_LABEL,
+                                  response_label=inner.RESPONSE_LABEL)
+    except WireError as exc:
+        raise EvidenceRefusedError(f"{label}: the attested key {key_config.key_id} cannot be "
+                                   f"sealed to: {exc}") from None
     if trust.require_pq and not key_config.post_quantum:
         raise NodeKeyNotPostQuantumError(
             f"{label}: the trust file says require_pq = true, but the node's attested key "
