@@ -31,6 +31,7 @@ from privproc.attest.measure import MeasurementToolError, measure_simulated, mea
 from privproc.attest.sev_snp import SIMULATED_PREFIX, SigningKey, VerifiedSnp
 from privproc.attest.simulated import warn_simulated
 from privproc.errors import PrivprocError
+from privproc.tlog.record import format_time
 
 __all__ = [
     "UsageError",
@@ -166,13 +167,6 @@ def _now(args: argparse.Namespace) -> datetime:
     return at if at is not None else datetime.now(UTC)
 
 
-def _fmt_time(unix: int) -> str:
-    try:
-        return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        return "(out of range)"
-
-
 def _print_snp(v: VerifiedSnp, out: TextIO) -> None:
     r = v.report
     pol = r.policy
@@ -204,7 +198,7 @@ def _print_claims(c: VerifiedClaims, out: TextIO) -> None:
     suites = " ".join(f"{s.kdf_id:#06x}/{s.aead_id:#06x}" for s in kc.symmetric)
     out.write(f"key config:      key_id={kc.key_id} kem={kc.kem_id:#06x} ({kc.kem_name}) "
               f"public_key={kc.public_key.hex()} kdf/aead={suites}\n")
-    out.write(f"key expiry:      {_fmt_time(c.expiry)} (unix {c.expiry})\n")
+    out.write(f"key expiry:      {format_time(c.expiry)} (unix {c.expiry})\n")
     out.write(f"nonce:           {c.nonce.hex() if c.nonce is not None else '(none)'}\n")
     if c.gpu_measurements is None:
         out.write("gpu:             (no GPU evidence)\n")

@@ -21,7 +21,6 @@ edited field fails with :class:`ReceiptError` naming it.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 from dataclasses import dataclass
@@ -157,7 +156,7 @@ def _evidence_or_time(evidence: bytes, trust: ClientTrust, stamp: str,
         expiry = decode_bundle(evidence).expiry
         verify_bundle(evidence, trust.policy, trust.roots,
                       datetime.fromtimestamp(expiry - 1, UTC), crls=trust.crls)
-    except AttestationError:
+    except (AttestationError, OverflowError, OSError, ValueError):  # (an expiry no clock holds)
         return ReceiptError("evidence", f"does not verify: {type(exc).__name__}: {exc}")
     return ReceiptError("time", f"{stamp}: the evidence is not valid then "
                                 f"({type(exc).__name__}: {exc})")
@@ -183,7 +182,7 @@ def verify_receipt(doc: object, trust: ClientTrust) -> list[FieldCheck]:
 
     try:
         evidence = base64.b64decode(_str(doc, "evidence"), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character that is not ASCII
         raise ReceiptError("evidence", "not base64") from None
     try:
         claims = verify_bundle(evidence, trust.policy, trust.roots,

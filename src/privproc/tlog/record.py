@@ -94,8 +94,12 @@ def _check_token(what: str, token: str) -> None:
 
 
 def format_time(value: int) -> str:
-    """``YYYY-MM-DDTHH:MM:SSZ`` for seconds since the epoch (UTC)."""
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``YYYY-MM-DDTHH:MM:SSZ`` for seconds since the epoch (UTC); a time no calendar here
+    holds (from a hostile record or evidence, in an error message) as a number."""
+    try:
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"{value} s since 1970 (out of range)"
 
 
 def _finish(lines: list[str]) -> bytes:
