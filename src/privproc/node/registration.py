@@ -40,9 +40,9 @@ async def register_forever(directory: str, url: str, keys: NodeKeys,
     listed = False
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         while True:
-            registration = sign_registration(signing_key, url, int(clock()),
-                                             keys.current.bundle)
             try:
+                registration = sign_registration(signing_key, url, int(clock()),
+                                                 keys.current.bundle)
                 async with session.post(target, data=registration.encode(),
                                         headers=headers) as resp:
                     await read_up_to(resp.content, 65536)  # what it says is not used
@@ -56,6 +56,9 @@ async def register_forever(directory: str, url: str, keys: NodeKeys,
             except (aiohttp.ClientError, TimeoutError) as exc:
                 listed = False
                 log.warning("registration failed: %s", type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - registering must go on: tried again
+                listed = False
+                log.error("registration failed unexpectedly (%s)", type(exc).__name__)
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), interval)
