@@ -506,3 +506,25 @@ def test_a_version_1_state_of_an_empty_log_is_reindexed(tmp_path: Path) -> None:
     assert view.sync().checkpoint.size == 1
     assert [k.post_quantum for k in view.keys("ohttp-gateway", "gw.example")] == [True]
     lg.storage.close()
+
+
+def test_a_checkpoint_beyond_what_a_client_replays_is_refused_before_any_download(
+        log: Log) -> None:
+    """Attack: a log (its checkpoint cosigned: witnesses check consistency, not entries)
+    claims millions of entries: a client would download and keep them all before it could
+    check the root. It refuses without fetching an entry."""
+    import base64
+
+    from privproc.tlog.view import MAX_REPLAY
+
+    fetch = Fetcher(log)
+    view = LogView(fetch, POLICY)
+    view.sync()
+    fetch.take()
+    size = view.size + MAX_REPLAY + 1
+    text = f"{ORIGIN}\n{size}\n{base64.b64encode(bytes(32)).decode()}\n".encode()
+    huge = note.add_signatures(note.sign_note(text, [LOG_SIGNER]), [W1.at(1_800_000_000)])
+    with pytest.raises(LogFetchError, match=rf"{MAX_REPLAY + 1} entries .* at most "
+                                            rf"{MAX_REPLAY}"):
+        view.accept(huge)
+    assert fetch.take() == [] and view.size == 10

@@ -6,6 +6,12 @@ is consistent with the last one it verified (kept in a :class:`CheckpointStore`)
 signed checkpoints that are not consistent raise :class:`LogForkError` carrying both as
 evidence. Inclusion of a record is proved from the log's tiles.
 
+Whoever serves the tiles (for a client, the relay) may serve them wrong. A tile is cached
+only once a proof it took part in verified against a signed root, and tiles that do not
+verify against the signed checkpoint they should prove raise :class:`LogServingError`
+(a :class:`LogFetchError`): bad data shows nothing about the log, so it is never taken
+for a fork, and nothing of it is kept once the server is honest again.
+
 Transport is a callable ``fetch(path) -> bytes`` (path relative to the log URL), so the
 verification logic is independent of HTTP; :func:`http_fetcher` is the default.
 """
@@ -19,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from privproc.errors import PrivprocError
 from privproc.files import replace_file
@@ -34,6 +41,7 @@ from privproc.wire.errors import CheckpointError, MerkleError, NoteError
 from .record import format_time
 
 Fetch = Callable[[str], bytes]
+_T = TypeVar("_T")
 
 DEFAULT_MAX_CHECKPOINT_AGE = 86400.0
 """How old (by its witnesses' cosignature times) a checkpoint stapled to a bundle may be."""
@@ -45,6 +53,11 @@ class LogClientError(PrivprocError):
 
 class LogFetchError(LogClientError):
     """A checkpoint, tile or entry bundle could not be fetched."""
+
+
+class LogServingError(LogFetchError):
+    """What was served (tiles, entry bundles) does not match the signed checkpoint it
+    should prove: a faulty or hostile server (or relay), not evidence of a log fork."""
 
 
 class CheckpointVerificationError(LogClientError):
@@ -219,26 +232,54 @@ class LogReader:
 
     def __init__(self, fetch: Fetch, tile_cache_size: int = 4096) -> None:
         self.fetch = fetch
+        # Only tiles read by a proof that verified against a signed root (see _proved).
         self._tiles: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
         self._cache_size = tile_cache_size
 
     def read_tile(self, tile: tiles.Tile) -> bytes:
-        key = (tile.level, tile.index, tile.width)
-        data = self._tiles.get(key)
-        if data is None:
-            data = self.fetch(tiles.tile_path(*tile))
-            self._tiles[key] = data
-            if len(self._tiles) > self._cache_size:
-                self._tiles.popitem(last=False)
-        else:
-            self._tiles.move_to_end(key)
-        return data
+        """The cached (verified) copy of ``tile``, else a fresh fetch, which is not cached:
+        whatever it holds has not been checked yet."""
+        return _TileReads(self, use_cache=True).read_tile(tile)
 
-    def _reader(self, size: int) -> tiles.TileHashReader:
-        return tiles.TileHashReader(size, self.read_tile)
+    def _cache(self, key: tuple[int, int, int], data: bytes) -> None:
+        self._tiles[key] = data
+        self._tiles.move_to_end(key)
+        while len(self._tiles) > self._cache_size:
+            self._tiles.popitem(last=False)
+
+    def _proved(self, size: int, prove: Callable[[tiles.TileHashReader], _T]) -> _T:
+        """Run ``prove`` on the tiles of the tree of ``size``. It must raise MerkleError
+        unless what it read verified against a signed root; only when it returns are the
+        tiles it fetched cached. If it fails having read cached tiles (a verified tile may
+        hold hashes that no proof used yet), those are dropped and it runs once more on
+        freshly fetched ones. Raises the MerkleError of the last run."""
+        use_cache = True
+        while True:
+            reads = _TileReads(self, use_cache)
+            try:
+                result = prove(tiles.TileHashReader(size, reads.read_tile))
+            except MerkleError:
+                reads.forget()
+                if not reads.from_cache:
+                    raise
+                use_cache = False
+                continue
+            reads.commit()
+            return result
 
     def check_consistent(self, size1: int, root1: bytes, size2: int, root2: bytes) -> None:
-        """Raise MerkleError unless the tree (size1, root1) is a prefix of (size2, root2)."""
+        """Return if the tree (size1, root1) is a prefix of (size2, root2), ``size1 <=
+        size2``, both roots from signed checkpoints.
+
+        Raises MerkleError only if the trees provably conflict: the same size with
+        different roots, or tiles that verify against ``root2`` showing another tree of
+        ``size1`` at its start. Raises :class:`LogServingError` if the tiles served do not
+        verify against ``root2`` (a bad server, which shows nothing about the two trees),
+        :class:`LogFetchError` if they cannot be fetched.
+        """
+        if not 0 <= size1 <= size2:
+            raise ValueError(f"check_consistent: expected 0 <= size1 <= size2, got {size1}, "
+                             f"{size2}")
         if size1 == size2:
             if root1 != root2:
                 raise MerkleError("same size, different root hashes")
@@ -247,8 +288,27 @@ class LogReader:
             if root1 != merkle.EMPTY_ROOT:
                 raise MerkleError("a checkpoint of size 0 must carry the empty-tree root")
             return
-        proof = merkle.consistency_proof(size1, size2, self._reader(size2))
-        merkle.verify_consistency(size1, size2, proof, root1, root2)
+
+        def prefix_root(read_hash: tiles.TileHashReader) -> bytes:
+            # The prefix's root is read from the tiles too, and proved against root2 with
+            # them: if that verifies, it is the genuine start of the tree of root2 (for a
+            # power-of-two size1 the proof alone would lean on root1, so that a bad tile
+            # and a conflicting root1 would look the same).
+            proof = merkle.consistency_proof(size1, size2, read_hash)
+            prefix = merkle.tree_hash(size1, read_hash)
+            merkle.verify_consistency(size1, size2, proof, prefix, root2)
+            return prefix
+
+        try:
+            prefix = self._proved(size2, prefix_root)
+        except MerkleError as exc:
+            raise LogServingError(
+                f"the tiles served for the tree of size {size2} do not match its signed "
+                f"root hash: {exc}") from None
+        if prefix != root1:
+            raise MerkleError(
+                f"the tree of size {size2} begins with a tree of size {size1} whose root "
+                f"hash is {prefix.hex()}, not {bytes(root1).hex()}")
 
     def entries(self, bundle: int, size: int) -> list[bytes]:
         """The entries of entry bundle ``bundle`` in a tree of ``size`` leaves."""
@@ -273,14 +333,51 @@ class LogReader:
         """Fetch entry ``index`` and prove it is in the tree of ``checkpoint``."""
         size = checkpoint.size
         record = self.entry(index, size)
+        leaf = merkle.leaf_hash(record)
+
+        def prove(read_hash: tiles.TileHashReader) -> list[bytes]:
+            proof = merkle.inclusion_proof(index, size, read_hash)
+            merkle.verify_inclusion(leaf, index, size, proof, checkpoint.root_hash)
+            return proof
+
         try:
-            proof = merkle.inclusion_proof(index, size, self._reader(size))
-            merkle.verify_inclusion(
-                merkle.leaf_hash(record), index, size, proof, checkpoint.root_hash
-            )
+            proof = self._proved(size, prove)
         except MerkleError as exc:
             raise InclusionError(f"record {index} is not included: {exc}") from None
         return InclusionProof(index, record, tuple(proof), checkpoint_note)
+
+
+class _TileReads:
+    """The tiles one proof reads: the cached ones it used, and those it fetched, kept aside
+    until the proof verified (:meth:`commit`) or failed (:meth:`forget`)."""
+
+    def __init__(self, reader: LogReader, use_cache: bool) -> None:
+        self.reader = reader
+        self.use_cache = use_cache
+        self.from_cache: set[tuple[int, int, int]] = set()
+        self.fetched: dict[tuple[int, int, int], bytes] = {}
+
+    def read_tile(self, tile: tiles.Tile) -> bytes:
+        key = (tile.level, tile.index, tile.width)
+        cache = self.reader._tiles
+        data = cache.get(key) if self.use_cache else None
+        if data is not None:
+            cache.move_to_end(key)
+            self.from_cache.add(key)
+            return data
+        data = self.fetched.get(key)
+        if data is None:
+            data = self.reader.fetch(tiles.tile_path(*tile))
+            self.fetched[key] = data
+        return data
+
+    def commit(self) -> None:
+        for key, data in self.fetched.items():
+            self.reader._cache(key, data)
+
+    def forget(self) -> None:
+        for key in self.from_cache:
+            self.reader._tiles.pop(key, None)
 
 
 class LogClient(LogReader):
@@ -303,7 +400,11 @@ class LogClient(LogReader):
         return self.accept(latest)
 
     def accept(self, checkpoint_note: bytes) -> TrustedCheckpoint:
-        """Verify a checkpoint from any source against the policy and the stored one."""
+        """Verify a checkpoint from any source against the policy and the stored one.
+
+        Raises :class:`LogForkError` only if the two signed checkpoints conflict;
+        :class:`LogServingError` if the tiles served to prove them consistent are bad.
+        """
         new = self.policy.verify(checkpoint_note)
         stored_note = self.store.load()
         if stored_note is None:
@@ -314,6 +415,7 @@ class LogClient(LogReader):
         small_note, large_note = (
             (stored_note, checkpoint_note) if small is old else (checkpoint_note, stored_note)
         )
+        # A LogServingError (tiles served wrong) is no evidence of a fork: it propagates.
         try:
             self.check_consistent(
                 small.checkpoint.size,

@@ -47,7 +47,7 @@ from .client import LogClientError, LogFetchError, LogReader
 from .record import KeyRecord, RecordError, decode_entry
 from .sequencer import Sequencer, read_public, read_stored_tile
 from .storage import LogStorage, StorageError
-from .witness_client import WitnessError, request_cosignature
+from .witness_client import WitnessError, cosignatures_by, request_cosignature
 
 log = logging.getLogger("privproc.log")
 
@@ -109,14 +109,14 @@ class LogService:
     async def run(self, session: aiohttp.ClientSession) -> None:
         """The batch loop: integrate whatever is queued, acknowledge, then cosign; and
         with nothing queued for ``recosign_interval``, cosign the same checkpoint again."""
-        await self.cosign_and_publish(session)
+        await self._publish(session)
         loop = asyncio.get_running_loop()
         interval = self.config.recosign_interval if self.config.witnesses else 0
         while True:
             try:
                 first = await asyncio.wait_for(self._queue.get(), interval or None)
             except TimeoutError:
-                await self.cosign_and_publish(session, renew=True)
+                await self._publish(session, renew=True)
                 continue
             batch = [first]
             deadline = loop.time() + self.config.batch_wait
@@ -139,7 +139,16 @@ class LogService:
             for p, index in zip(batch, indices, strict=True):
                 if not p.future.done():
                     p.future.set_result(index)
-            await self.cosign_and_publish(session)
+            await self._publish(session)
+
+    async def _publish(self, session: aiohttp.ClientSession, *, renew: bool = False) -> None:
+        """:meth:`cosign_and_publish`, which must not end the batch loop: a failure (the
+        storage, say) is logged by type and the checkpoint published at the next batch or
+        re-cosigning; the records are integrated and acknowledged meanwhile."""
+        try:
+            await self.cosign_and_publish(session, renew=renew)
+        except Exception as exc:  # noqa: BLE001 - the loop must go on
+            log.error("checkpoint not published (%s); trying again later", type(exc).__name__)
 
     def _integrate(self, batch: list[_Pending]) -> list[int]:
         """Assign indices (reusing those of records already logged) and integrate."""
@@ -179,6 +188,8 @@ class LogService:
         if not self.config.witnesses:
             await run_in_threadpool(self.storage.publish, state.size, state.checkpoint)
             return
+        # Each witness's answer is checked against its own key alone (see _cosign), so a
+        # faulty or hostile witness costs its own cosignature, never the others'.
         results = await asyncio.gather(
             *(self._cosign(session, w, state.checkpoint, state.size) for w in self.config.witnesses)
         )
@@ -220,8 +231,21 @@ class LogService:
                 log.warning("witness %s: %s", witness.url, exc or "timed out")
                 return None
             if result.signatures is not None:
+                try:
+                    kept, dropped = cosignatures_by(witness.verifier, checkpoint,
+                                                    result.signatures)
+                except WitnessError as exc:
+                    log.warning("witness %s: %s", witness.url, exc)
+                    return None
+                if dropped:
+                    # Content-free: the lines are the witness's words, not to be echoed.
+                    log.warning("witness %s: dropped %d signature line(s) that are not its "
+                                "valid cosignature of checkpoint size=%d", witness.url,
+                                dropped, size)
+                if not kept:
+                    return None
                 self._witness_sizes[witness.url] = size
-                return result.signatures
+                return kept
             assert result.conflict_size is not None
             self._witness_sizes[witness.url] = result.conflict_size
         return None

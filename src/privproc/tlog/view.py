@@ -14,8 +14,11 @@ the indices of releases.
 A checkpoint of another size that arrives from elsewhere (stapled to a log bundle) is
 accepted by :meth:`LogView.accept` only if it is consistent with the view: same size, same
 root; larger, replay up to it; smaller, a consistency proof from the log's tiles.
-Anything else raises :class:`~privproc.tlog.client.LogForkError` with both signed
-checkpoints as evidence.
+Two signed checkpoints that conflict raise :class:`~privproc.tlog.client.LogForkError`
+with both as evidence. Entries or tiles served wrong (by a hostile relay, say) raise
+:class:`~privproc.tlog.client.LogServingError` instead, a fetch error: the tiles are first
+proved against a signed root, so bad data is never taken for a fork, and none of it is
+kept (:class:`~privproc.tlog.client.LogReader` caches only tiles that verified).
 
 Logs hold few records (releases, key rotations, revocations), so the first sync
 downloads all of them once; later syncs download only what is new. The state lives in a
@@ -44,6 +47,7 @@ from .client import (
     LogForkError,
     LogPolicy,
     LogReader,
+    LogServingError,
     TrustedCheckpoint,
 )
 from .record import (
@@ -56,6 +60,10 @@ from .record import (
 )
 
 STATE_VERSION = 2
+
+MAX_REPLAY = 1_000_000
+"""The most entries one sync replays (a log of releases, keys and revocations holds few;
+a hostile one claiming millions would otherwise be downloaded, and kept, in full)."""
 """Version 2 adds each gateway key's KEM. A version 1 state is loaded and re-indexed from
 the log's first entry at the next checkpoint it accepts (checked against the kept tree)."""
 
@@ -159,7 +167,12 @@ class LogView:
         return self.accept(self.reader.fetch("checkpoint"))
 
     def accept(self, checkpoint_note: bytes) -> TrustedCheckpoint:
-        """Verify a checkpoint (signature, quorum) and prove it consistent with the view."""
+        """Verify a checkpoint (signature, quorum) and prove it consistent with the view.
+
+        Raises :class:`LogForkError` only if it provably conflicts with the view's
+        checkpoint; :class:`LogServingError` (a :class:`LogFetchError`) if the entries or
+        tiles served to prove it are bad.
+        """
         new = self.policy.verify(checkpoint_note).checkpoint
         with self._lock:
             ours = self._range.size
@@ -171,13 +184,13 @@ class LogView:
                 if new.root_hash != self._range.root():
                     raise self._fork(checkpoint_note, "same size, different root hashes")
             else:
+                # MerkleError: the tiles, proved against the view's root, show another
+                # tree at the start (LogServingError, bad tiles, propagates as is).
                 try:
                     self.reader.check_consistent(new.size, new.root_hash, ours,
                                                  self._range.root())
                 except MerkleError as exc:
                     raise self._fork(checkpoint_note, str(exc)) from None
-                except LogFetchError:
-                    raise
             return TrustedCheckpoint(new, checkpoint_note)
 
     def _fork(self, other: bytes, why: str) -> LogForkError:
@@ -192,6 +205,11 @@ class LogView:
         checking that their first ``size`` hash to the tree kept so far)."""
         kept = self._range
         start = 0 if reindex else kept.size
+        if new.size - start > MAX_REPLAY:
+            raise LogFetchError(
+                f"the checkpoint of size {new.size} has {new.size - start} entries this view "
+                f"lacks; a client replays at most {MAX_REPLAY} at once (a log of privproc "
+                "records holds few): refused before downloading them")
         grown = merkle.CompactRange() if reindex else kept.copy()
         kept_root = None  # reindex: the root of the replayed entries at the kept size
         records: list[tuple[int, bytes]] = []
@@ -216,7 +234,8 @@ class LogView:
                 self.progress(min(new.size, base + len(entries)), new.size)
         if malformed is not None or grown.root() != new.root_hash:
             if self._note is not None and not reindex:
-                # Tampered entries, or a fork? A consistency proof tells them apart.
+                # Tampered entries, or a fork? A consistency proof tells them apart (and
+                # tampered tiles raise LogServingError, no fork either).
                 try:
                     self.reader.check_consistent(start, self._range.root(), new.size,
                                                  new.root_hash)
@@ -224,7 +243,7 @@ class LogView:
                     raise self._fork(checkpoint_note, str(exc)) from None
             why = (f"an entry bundle is malformed ({malformed})" if malformed is not None
                    else "they do not hash to the checkpoint's root")
-            raise LogFetchError(
+            raise LogServingError(
                 f"the entries up to {new.size} that were served are a corrupt copy: {why}")
         if reindex:
             # (the new checkpoint's entries hash right; an empty kept tree is any prefix)

@@ -5,6 +5,11 @@ witness's signature lines (to append to the checkpoint note, after verifying the
 the witness keys the log trusts) or, on a ``409`` with a ``text/x.tlog.size`` body, the
 size the witness last cosigned, so the log can retry with a consistency proof from that
 size. Every other outcome raises :class:`WitnessError` saying what happened.
+
+What a witness answers is its word alone: :func:`cosignatures_by` keeps only the lines
+that are valid cosignatures of the checkpoint by *that* witness's key, so that one faulty
+or hostile witness (a bad line under its own key, or one claiming another witness's or the
+log's name and key) cannot spoil the note that the other witnesses' cosignatures complete.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from privproc.errors import PrivprocError
+from privproc.wire.checkpoint import CosignatureVerifier
 from privproc.wire.errors import NoteError
 from privproc.wire.note import parse_note
 
@@ -26,6 +32,7 @@ __all__ = [
     "MAX_RESPONSE_SIZE",
     "CosignResult",
     "WitnessError",
+    "cosignatures_by",
     "format_add_checkpoint",
     "request_cosignature",
 ]
@@ -82,6 +89,28 @@ def format_add_checkpoint(old_size: int, proof: Sequence[bytes], checkpoint_note
     return b"".join(lines) + bytes(checkpoint_note)
 
 
+def cosignatures_by(witness: CosignatureVerifier, checkpoint_note: bytes, lines: bytes
+                    ) -> tuple[bytes, int]:
+    """Keep, of the signature ``lines`` a witness answered for ``checkpoint_note``, the first
+    that is a valid cosignature of its text by ``witness``; returns that line (or ``b""``)
+    and how many lines were dropped: invalid ones, those of any other name or key (another
+    witness's, the log's), and further ones. Raises :class:`WitnessError` if the lines, or
+    the note they complete, do not parse.
+    """
+    try:
+        base = parse_note(bytes(checkpoint_note))
+        answered = parse_note(bytes(checkpoint_note) + bytes(lines)).signatures[
+            len(base.signatures):]
+    except NoteError as exc:
+        raise WitnessError(f"signature lines do not parse: {exc}") from None
+    kept = b""
+    for sig in answered:
+        if (not kept and (sig.name, sig.key_hash) == (witness.name, witness.key_hash)
+                and witness.verify(base.text, sig.signature)):
+            kept = sig.to_line().encode("utf-8")
+    return kept, len(answered) - (1 if kept else 0)
+
+
 def _snippet(body: bytes) -> str:
     """A short, printable rendering of an error body for messages."""
     text = body[:200].decode("utf-8", "replace").strip()
@@ -114,12 +143,13 @@ async def request_cosignature(
     """POST ``add-checkpoint`` to the witness at ``witness_url`` (its submission prefix).
 
     Returns ``CosignResult(signatures=...)`` on 200 (the lines are well-formed note
-    signature lines but *not* verified here: append them to the note and open it with
-    the trusted witness keys), or ``CosignResult(conflict_size=N)`` on a 409 whose body is
-    a ``text/x.tlog.size``. Raises :class:`WitnessError` for any other status (including a
-    409 without a size, which means the witness holds a different root at that size),
-    a malformed answer, a timeout or a transport error; raises :class:`ValueError` if the
-    request itself cannot be encoded (see :func:`format_add_checkpoint`).
+    signature lines but *not* verified here: keep only this witness's valid cosignature,
+    :func:`cosignatures_by`, before appending it to the note), or
+    ``CosignResult(conflict_size=N)`` on a 409 whose body is a ``text/x.tlog.size``.
+    Raises :class:`WitnessError` for any other status (including a 409 without a size,
+    which means the witness holds a different root at that size), a malformed answer, a
+    timeout or a transport error; raises :class:`ValueError` if the request itself cannot
+    be encoded (see :func:`format_add_checkpoint`).
     """
     body = format_add_checkpoint(old_size, proof, checkpoint_note)
     url = witness_url.rstrip("/") + "/add-checkpoint"
