@@ -8,11 +8,13 @@ import io
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from privproc import clikit
 from privproc.cli import build_parser, main
 from privproc.service import Listen
 from privproc.up.lock import StateLock
@@ -312,3 +314,42 @@ def test_a_secret_that_starts_with_a_dash_is_given_as_one_word() -> None:
     args = build_parser().parse_args(["issuer", "serve", "--listen", "h:1", "--state", "/s",
                                       "--static-account=-tok=alice"])
     assert args.static_account == ["-tok=alice"]
+
+
+def test_input_tail_of_a_file_and_of_a_pipe(tmp_path: Path) -> None:
+    from privproc.clikit import read_input_tail
+
+    data = bytes(range(256)) * 100
+    path = tmp_path / "in.bin"
+    path.write_bytes(data)
+    assert read_input_tail(path, "input", 1000) == (data[-1000:], len(data))
+    assert read_input_tail(path, "input", 10**6) == (data, len(data))
+    read, write = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(write, data), os.close(write)))
+    writer.start()
+    try:
+        assert read_input_tail(Path(f"/dev/fd/{read}"), "input", 1000) == (data[-1000:],
+                                                                            len(data))
+    finally:
+        writer.join()
+        os.close(read)
+    with pytest.raises(clikit.UsageError, match=r"input .*missing"):
+        read_input_tail(tmp_path / "missing", "input", 10)
+
+
+def test_summarize_reads_only_the_end_of_a_huge_chat_export(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chat export of years (or one someone crafted) is not read and parsed in full:
+    the last messages are what is summarized."""
+    from privproc.client import cli as client_cli
+
+    monkeypatch.setattr(client_cli, "CHAT_EXPORT_TAIL", 1 << 20)
+    old = "[01/06/2026, 09:00:00] Old: " + "x" * 2000 + "\n"
+    chat = tmp_path / "chat.txt"
+    chat.write_text(old * 1500 + "[02/06/2026, 10:00:00] Ana: lunch at 1?\n")
+    # (a trust file that is not there stops it once the chat is read, before any request)
+    code, _, err = _run(capsys, "summarize", str(chat), "--trust", str(tmp_path / "none"))
+    assert code == 2
+    assert "the chat export has 3 MiB: reading its last 1 MiB" in err
+    assert "summarizing the last 100 messages privately" not in err

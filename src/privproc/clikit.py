@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -196,6 +197,27 @@ def read_input(path: Path, what: str) -> bytes:
     """The bytes of an input file, or a usage error naming it."""
     try:
         return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+def read_input_tail(path: Path, what: str, limit: int) -> tuple[bytes, int]:
+    """The last ``limit`` bytes of an input file (all of it if shorter) and its size in
+    bytes, or a usage error naming it; a pipe is read through, keeping only its end."""
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                if size > limit:
+                    f.seek(size - limit)
+                return f.read(limit), size
+            kept, total = bytearray(), 0
+            while chunk := f.read(1 << 20):
+                kept += chunk
+                total += len(chunk)
+                if len(kept) > 2 * limit:
+                    del kept[:-limit]
+            return bytes(kept[-limit:]), total
     except OSError as exc:
         raise UsageError(f"{what} {path}: {exc.strerror or exc}") from None
 

@@ -260,3 +260,13 @@ def test_no_reader_no_addressee(reader: str | None) -> None:
 def test_the_first_message_can_only_be_to_the_reader_by_name() -> None:
     lines = _chat(("Ana", "can you bring the cake?"))
     assert not addresses_reader(lines, 0, "Sam")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("body", ["!." * 100_000, "~" * 200_000 + "x", "<" * 200_000])
+def test_a_long_hostile_line_is_classified_in_linear_time(body: str) -> None:
+    """Attack: a chat export someone sent the user holds one enormous line that the media
+    pattern backtracks on (hours for a megabyte before); a line that long is no event or
+    placeholder, so it is a message, decided at once."""
+    assert classify(body) is LineKind.MESSAGE
+    assert classify("\u200e" + body) is LineKind.SYSTEM  # iOS marks events: still an event

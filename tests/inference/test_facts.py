@@ -349,3 +349,21 @@ def test_more_sources_never_make_a_text_less_supported(text: str, extra: str) ->
     alone = set(unsupported(text, [extra]))
     assert set(unsupported(text, [extra, text])) == set()
     assert set(unsupported(text, [extra, "nothing here"])) <= alone
+
+
+_WHOLE_PREFIX = __import__("re").compile(r"(?:^|[.!?:;\n]\s*|[-\u2022*]\s+|[\"\u201c(]\s*)$")
+
+
+@given(st.text(alphabet=" \n\t.!?:;-*(\"\u201c\u2022aB\u00a0", max_size=40), st.data())
+def test_a_sentence_start_is_judged_as_by_the_whole_prefix(text: str, data: st.DataObject
+                                                           ) -> None:
+    from privproc.inference.facts import _starts_sentence
+
+    pos = data.draw(st.integers(0, len(text)))
+    assert _starts_sentence(text, pos) == bool(_WHOLE_PREFIX.search(text[:pos]))
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("text", ["1" * 12_000, "1" * 11_990 + " quid", " ".join(["Word"] * 2400)])
+def test_facts_of_a_long_text_cost_linear_time(text: str) -> None:
+    facts_of(text)  # (seconds to hours before: patterns rescanned from every position)

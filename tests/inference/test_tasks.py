@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from privproc.inference import (
@@ -246,3 +248,20 @@ def test_write_input_errors(
 
 def test_write_without_usable_output_keeps_the_draft() -> None:
     assert write(ScriptedBackend("", ""), "draft", "funny") == ["Draft."]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("lines", [
+    # many times, then many long negations of them: every pair was re-parsed
+    [ChatLine(f"p{i % 5}", "t", "meet at 1pm") for i in range(90)]
+    + [ChatLine("q", "t", ("not 1pm, " * 200)[:1000]) for _ in range(10)],
+    # digits without end: the amount pattern rescanned the run from every position
+    [ChatLine("p", "t", "1" * 1990 + " quid") for _ in range(5)],
+    # capitalised words: the text before each was rescanned for a sentence start
+    [ChatLine("p", "t", " ".join(["Word"] * 399)) for _ in range(5)],
+])
+def test_inputs_within_the_limits_cost_linear_time(lines: list[ChatLine]) -> None:
+    """Attack: a client's request within every input limit that made a node worker spend
+    seconds per request (quadratic patterns and pairwise re-parsing)."""
+    with contextlib.suppress(GenerationError):
+        summarize(ExtractiveBackend(), lines)

@@ -23,6 +23,11 @@ from privproc.wire import limits
 
 from .display import printable
 
+CHAT_EXPORT_TAIL = 8 << 20
+"""How much of the end of a chat export ``summarize`` reads: the last messages are what
+it summarizes (at most 100), and years of a busy chat would otherwise be read and parsed
+in full."""
+
 if TYPE_CHECKING:
     from .chat_export import ExportedMessage as _M
 
@@ -87,8 +92,13 @@ def _summarize(args: argparse.Namespace) -> int:
 
     if args.receipt is not None:
         clikit.check_writable(args.receipt, "the receipt")
-    data = clikit.read_input(args.chat, "chat export")
+    data, size = clikit.read_input_tail(args.chat, "chat export", CHAT_EXPORT_TAIL)
+    if size > len(data):
+        print(f"the chat export has {size / 2**20:.0f} MiB: reading its last "
+              f"{CHAT_EXPORT_TAIL >> 20} MiB (the last messages are what is summarized)",
+              file=sys.stderr)
     try:
+        # (a message cut at the start of the tail continues no header: it is left out)
         items = parse_chat_export(data.decode("utf-8", errors="replace"))
     except ChatExportError as exc:
         raise UsageError(f"{args.chat}: {exc}") from None

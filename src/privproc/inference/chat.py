@@ -61,8 +61,16 @@ EDITED: Final = re.compile(r"\s*<this message was edited>\s*$", re.IGNORECASE)
 SYSTEM_MARK: Final = "\u200e"
 
 
+MAX_EVENT_LENGTH: Final = 500
+"""The longest line that can be an event or a placeholder (the longest template, the
+encryption notice, is about 300 characters). A longer one is a message: the patterns are
+not run on it, so a hostile line costs no backtracking."""
+
+
 def classify(text: str) -> LineKind:
     body = text.strip()
+    if len(body) > MAX_EVENT_LENGTH:
+        return LineKind.SYSTEM if body.startswith(SYSTEM_MARK) else LineKind.MESSAGE
     if body.startswith(SYSTEM_MARK) and not _MEDIA.match(body.lstrip(SYSTEM_MARK)):
         stripped = body.lstrip(SYSTEM_MARK)
         if _DELETED.match(stripped):

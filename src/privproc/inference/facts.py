@@ -48,7 +48,9 @@ _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _IDENT = re.compile(r"(?<![\w#])(?:#\d{2,}|[A-Z]{2,}[-_]?\d{2,}[\w-]*|\d+[A-Z]{1,3}\d*)\b")
 _AMOUNT = re.compile(
     r"(?P<cur>[£$€¥₹])\s?(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<k>k\b)?"
-    r"|(?P<num2>\d+(?:\.\d+)?)\s?(?P<unit>p|pence|quid|pounds?|euros?|dollars?|bucks)\b",
+    # (not from inside a number: each start in a run of digits rescanned the rest of it)
+    r"|(?<![\d.])(?P<num2>\d+(?:\.\d+)?)\s?(?P<unit>p|pence|quid|pounds?|euros?|dollars?|bucks)"
+    r"\b",
     re.IGNORECASE)
 _TIME = re.compile(
     r"\b(?P<h>[01]?\d|2[0-3])(?:[:.](?P<m>[0-5]\d))?\s?(?P<ap>a\.?m\.?|p\.?m\.?)(?!\w)"
@@ -115,6 +117,16 @@ COMMON_STARTERS: Final = frozenset(_STARTERS_TEXT.split())
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n]\s*|[-\u2022*]\s+|[\"\u201c(]\s*)$")
 
 
+def _starts_sentence(text: str, pos: int) -> bool:
+    """Whether ``text[:pos]`` ends where a sentence starts (:data:`_SENTENCE_START`),
+    looking only at its trailing spaces and the character before them: searching the
+    whole prefix for every word cost time quadratic in the text."""
+    start = pos
+    while start > 0 and text[start - 1].isspace():
+        start -= 1
+    return pos == 0 or bool(_SENTENCE_START.search(text, max(0, start - 1), pos))
+
+
 @dataclass(frozen=True, order=True)
 class Fact:
     kind: str  # time, date, amount, number, url, email, ident, emoji, name
@@ -134,7 +146,7 @@ def _decimal(text: str) -> str:
     except InvalidOperation:
         return text
     if value == value.to_integral_value():
-        return str(int(value))
+        return format(value.to_integral_value(), "f")  # (str(int()) refuses 4,300 digits)
     return format(value.normalize(), "f")
 
 
@@ -254,7 +266,7 @@ def facts_of(text: str, *, names: bool = True) -> TextFacts:
             found.add(Fact("number", str(_NUMBER_WORDS[lower]), word))
         elif names and word[0].isupper() and lower not in COMMON_WORDS and not any(
                 c.isdigit() for c in word) and lower not in _MONTH_WORDS:
-            initial = bool(_SENTENCE_START.search(text[:m.start()]))
+            initial = _starts_sentence(text, m.start())
             found.add(Fact("initial-name" if initial else "name", lower, word))
     for ch in text:
         if _is_emoji(ch):

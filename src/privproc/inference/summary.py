@@ -143,6 +143,9 @@ def superseded(lines: Sequence[ChatLine], indices: Sequence[int]) -> set[int]:
     shares the topic."""
     texts = {i: clean_text(lines[i].text) for i in indices}
     facts = {i: facts_of(texts[i]) for i in indices}
+    # what each message negates ("not 12:40"), read once, not once per earlier message
+    negations = {i: [facts_of(m.group("old"), names=False) for m in _NEGATED.finditer(texts[i])]
+                 for i in indices}
     out: set[int] = set()
     for pos, i in enumerate(indices):
         mine = {k: facts[i].of(k) for k in ("time", "date", "amount")}
@@ -150,8 +153,7 @@ def superseded(lines: Sequence[ChatLine], indices: Sequence[int]) -> set[int]:
             continue
         for j in indices[pos + 1:]:
             later = texts[j]
-            negated = {v for m in _NEGATED.finditer(later)
-                       for k in mine for v in facts_of(m.group("old"), names=False).of(k)}
+            negated = {v for found in negations[j] for k in mine for v in found.of(k)}
             for kind, values in mine.items():
                 theirs = facts[j].of(kind)
                 if not values or not theirs - values:
