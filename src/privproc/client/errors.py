@@ -102,6 +102,12 @@ class NodeBusyError(TransportError):
     """Every node the client tried was busy (503) for all its retries."""
 
 
+class TokenChallengeRefusedError(ClientError):
+    """The gateway asked for a token under a challenge that is not the one the trust file
+    names (another issuer or origin, or a redemption context of its own): such a challenge
+    would tag every later token of this client, linking its requests."""
+
+
 class KeyConfigFetchError(ClientError):
     """The gateway's key configuration could not be fetched or is unusable."""
 

@@ -34,6 +34,7 @@ from .errors import (
     RelayUnreachableError,
     RequestError,
     ResponseError,
+    TokenChallengeRefusedError,
     TransportError,
 )
 from .http import MAX_ANSWER, AnswerTooLarge, ConnectionPool
@@ -150,7 +151,14 @@ class _Base:
         return out
 
     def _wants_new_token(self, response: bhttp.Response) -> bool:
-        """On a 401 with a PrivateToken challenge, adopt it so the next try carries a token."""
+        """On a 401 with a PrivateToken challenge, whether to try again with a fresh token.
+
+        Only under the challenge the client was given (the trust file's) or, given none,
+        one without a redemption context: a gateway that hands one client a challenge of
+        its own (a random context, another issuer or origin) would find it again in every
+        later token, and an empty wallet would fetch from the issuer inside the request.
+        Raises :class:`TokenChallengeRefusedError` for any other.
+        """
         if response.status != 401 or self.tokens is None:
             return False
         value = next((f.value for f in response.headers if f.name == b"www-authenticate"), None)
@@ -159,6 +167,18 @@ class _Base:
         challenge = pick_challenge(value.decode("latin-1"), self.tokens.token_type)
         if challenge is None:
             return False
+        if self.challenge is not None and challenge.encode() != self.challenge.encode():
+            raise TokenChallengeRefusedError(
+                f"the gateway asked for a token under a challenge (issuer "
+                f"{challenge.issuer_name!r}, origin {','.join(challenge.origin_info)!r}, "
+                f"{len(challenge.redemption_context)}-byte redemption context) that is not "
+                f"the one the trust file names (issuer {self.challenge.issuer_name!r}, "
+                f"origin {','.join(self.challenge.origin_info)!r}, no context): refused, no "
+                "token taken")
+        if challenge.redemption_context:
+            raise TokenChallengeRefusedError(
+                "the gateway asked for a token under a challenge with a redemption context, "
+                "which could tag this client's tokens: refused, no token taken")
         self.challenge = challenge
         return True
 
@@ -217,11 +237,12 @@ class OHTTPClient(_Base):
         request: what is left of a caller's deadline budget.
         """
         refreshed = retried = False
+        token: pp.Token | None = None
         while True:
-            token = (self.tokens.take(self.challenge)
-                     if self.tokens is not None and self.challenge is not None else None)
-            if token is not None and spent is not None:
-                spent.append(token)
+            if token is None and self.tokens is not None and self.challenge is not None:
+                token = self.tokens.take(self.challenge)
+                if spent is not None:
+                    spent.append(token)
             sealed, ctx = seal_request(
                 self.key_config(refresh=refreshed), method, path, authority=self.authority,
                 headers=self._with_token(headers, token), content=content, now=self._clock(),
@@ -230,10 +251,11 @@ class OHTTPClient(_Base):
             status, ctype, body = self._post(sealed, timeout)
             if status == 422 and not refreshed:
                 refreshed = True
-                continue
+                continue  # (the same token: the gateway could not open the request)
             response = open_response(ctx, status, ctype, body)
             if not retried and self._wants_new_token(response):
                 retried = True
+                token = None
                 continue
             return response
 
@@ -330,9 +352,9 @@ class AsyncOHTTPClient(_Base):
     ) -> bhttp.Response:
         """Send one request through the relay (same retries as :meth:`OHTTPClient.request`)."""
         refreshed = retried = False
+        token: pp.Token | None = None
         while True:
-            token = None
-            if self.tokens is not None and self.challenge is not None:
+            if token is None and self.tokens is not None and self.challenge is not None:
                 token = await asyncio.to_thread(self.tokens.take, self.challenge)
             config = await self.key_config(refresh=refreshed)
             sealed, ctx = seal_request(
@@ -343,9 +365,10 @@ class AsyncOHTTPClient(_Base):
             status, ctype, body = await self.post_sealed(sealed)
             if status == 422 and not refreshed:
                 refreshed = True
-                continue
+                continue  # (the same token: the gateway could not open the request)
             response = open_response(ctx, status, ctype, body)
             if not retried and self._wants_new_token(response):
                 retried = True
+                token = None
                 continue
             return response
