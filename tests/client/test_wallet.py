@@ -254,3 +254,52 @@ def test_an_issuer_over_quota_with_any_retry_after_is_a_quota_error(
         with pytest.raises(QuotaExceededError) as info:
             TokenWallet(url, "account", None).directory()
         assert info.value.retry_after == seconds
+
+
+@pytest.mark.parametrize("uri", ["http://elsewhere.example/token-request",
+                                 "//elsewhere.example/token-request",
+                                 "https://issuer.invalid/token-request"])
+def test_the_account_token_goes_only_to_the_issuers_own_origin(
+        two_keys: list[keystore.IssuerKey], uri: str) -> None:
+    """Attack: the issuer's directory names a request URI (or a batch URI) on another
+    host, or over another scheme: the wallet would send the account token (and this
+    device's address) there. It refuses before any request."""
+    class Elsewhere(FakeIssuerWallet):
+        def directory(self) -> pp.IssuerDirectory:
+            return pp.IssuerDirectory(uri, [pp.TokenKey(k.token_type, k.token_key,
+                                                        k.not_before) for k in self.keys])
+
+    wallet = Elsewhere(two_keys)
+    with pytest.raises(TokenError, match=r"off the issuer's origin http://issuer\.invalid"):
+        wallet.fetch(CHALLENGE, 1)
+    assert wallet.requests == 0
+    batch = FakeIssuerWallet(two_keys)
+    batch._batch_offer = (uri, 10)  # as a directory advertising batches there would set
+    with pytest.raises(TokenError, match="off the issuer's origin"):
+        batch.fetch(CHALLENGE, 1)
+    assert batch.requests == 0
+
+
+def test_a_redirect_from_the_issuer_is_not_followed() -> None:
+    """Attack: the issuer answers 302 to a host of its choice; urllib would follow it with
+    the Authorization field. The wallet reports the refusal and goes nowhere else."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    seen: list[str] = []
+
+    async def redirect(request: object) -> Response:
+        return Response(b"", status_code=302, headers={"location": elsewhere + "/stolen"})
+
+    async def stolen(request: object) -> Response:
+        seen.append("stolen")
+        return Response(b"{}")
+
+    with serving(Starlette(routes=[Route("/stolen", stolen, methods=["GET", "POST"])])
+                 ) as elsewhere, serving(Starlette(routes=[
+                     Route("/{p:path}", redirect, methods=["GET", "POST"])])) as issuer:
+        wallet = TokenWallet(issuer, "account-secret", None)
+        with pytest.raises(IssuerRefusedError, match="302"):
+            wallet._http(issuer + "/token-request", b"x", {"Authorization": "Bearer x"})
+    assert seen == []

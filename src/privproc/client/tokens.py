@@ -40,10 +40,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from privproc.files import replace_file
-from privproc.httpfields import delay_seconds
+from privproc.httpfields import delay_seconds, urlopen_here
 from privproc.wire import blindrsa
 from privproc.wire import privacypass as pp
 from privproc.wire.privacypass import batch as ppbatch
@@ -189,7 +189,7 @@ class TokenWallet:
         req = urllib.request.Request(url, data=data, headers=headers or {},
                                      method="POST" if data is not None else "GET")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urlopen_here(req, self.timeout) as resp:
                 body: bytes = resp.read(MAX_ISSUER_ANSWER + 1)
         except urllib.error.HTTPError as exc:
             if exc.code == 429:
@@ -294,6 +294,19 @@ class TokenWallet:
                     raise
                 self._sleep(wait)
 
+    def _on_issuer(self, uri: str) -> str:
+        """A URI from the issuer's directory, resolved; the account token goes nowhere but
+        to the issuer's own origin (an absolute URI elsewhere, or plain http from https,
+        would hand it, and this device's address, to a host the trust file does not name)."""
+        url = urljoin(self.issuer_url + "/", uri)
+        ours, theirs = urlsplit(self.issuer_url), urlsplit(url)
+        if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
+            raise TokenError(
+                f"the issuer's directory names {uri[:100]!r}, off the issuer's origin "
+                f"{ours.scheme}://{ours.netloc}: refused (the account token goes only to "
+                "the issuer the trust file names)")
+        return url
+
     def _fetch(self, challenge: pp.TokenChallenge, count: int | Callable[[], int]) -> int:
         """Fetch ``count`` tokens (a callable: read once the directory is known, so a
         refill started by an empty wallet covers the requests that queued meanwhile)."""
@@ -309,7 +322,7 @@ class TokenWallet:
         added = 0
         if offer is not None:
             uri, limit = offer
-            url = urljoin(self.issuer_url + "/", uri)
+            url = self._on_issuer(uri)
             try:
                 while added < count:
                     added += self._fetch_batch(url, public, challenge,
@@ -319,7 +332,7 @@ class TokenWallet:
                 if exc.status not in (404, 405, 415, 501):
                     raise
                 self._batch_offer = None  # not offered after all: one request per token
-        url = urljoin(self.issuer_url + "/", directory.issuer_request_uri)
+        url = self._on_issuer(directory.issuer_request_uri)
         headers = {"Content-Type": pp.MEDIA_TYPE_TOKEN_REQUEST,
                    "Authorization": f"Bearer {self.account_token}"}
         for _ in range(count - added):

@@ -29,6 +29,7 @@ from typing import TypeVar
 
 from privproc.errors import PrivprocError
 from privproc.files import replace_file
+from privproc.httpfields import urlopen_here
 from privproc.wire import merkle, note, tiles
 from privproc.wire.checkpoint import (
     Checkpoint,
@@ -192,7 +193,7 @@ def http_fetcher(base_url: str, timeout: float = 10.0) -> Fetch:
 
     def fetch(path: str) -> bytes:
         try:
-            with urllib.request.urlopen(base + path, timeout=timeout) as resp:
+            with urlopen_here(base + path, timeout) as resp:
                 body: bytes = resp.read(MAX_FETCH + 1)
         except urllib.error.HTTPError as exc:
             raise LogFetchError(f"{base}{path}: HTTP {exc.code}") from None

@@ -15,6 +15,7 @@ import urllib.request
 import aiohttp
 
 from privproc import jsondoc
+from privproc.httpfields import urlopen_here
 from privproc.service import read_up_to
 from privproc.wire import note
 
@@ -43,7 +44,7 @@ def publish(log_url: str, signer: note.Signer, record: bytes, timeout: float = 6
     request = urllib.request.Request(log_url.rstrip("/") + "/add", data=body, method="POST",
                                      headers={"Content-Type": "text/plain; charset=utf-8"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
+        with urlopen_here(request, timeout) as resp:
             return _index(resp.read(MAX_ANSWER))  # a longer one is cut, so malformed
     except urllib.error.HTTPError as exc:
         detail = exc.read(300).decode(errors="replace")
