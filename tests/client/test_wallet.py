@@ -303,3 +303,31 @@ def test_a_redirect_from_the_issuer_is_not_followed() -> None:
         with pytest.raises(IssuerRefusedError, match="302"):
             wallet._http(issuer + "/token-request", b"x", {"Authorization": "Bearer x"})
     assert seen == []
+
+
+def test_a_directory_listing_thousands_of_keys_costs_a_few_checks(
+        two_keys: list[keystore.IssuerKey]) -> None:
+    """Attack: the issuer lists unlogged keys thousands of times: each refusal cost a
+    key-bundle refresh through the relay. The wallet checks each distinct key once, and
+    at most MAX_KEYS_CONSIDERED of them, the newest first."""
+    from privproc.client.tokens import MAX_KEYS_CONSIDERED
+
+    extra = [keystore.generate(pp.TOKEN_TYPE_BLIND_RSA, NOW - 50 - i) for i in range(4)]
+    checks: list[bytes] = []
+
+    def refuse(token_type: int, token_key: bytes) -> None:
+        checks.append(token_key)
+        raise KeyNotLoggedError("not in the log")
+
+    class Flood(FakeIssuerWallet):
+        def directory(self) -> pp.IssuerDirectory:
+            return pp.IssuerDirectory("/token-request", [
+                pp.TokenKey(k.token_type, k.token_key, k.not_before)
+                for k in self.keys] * 1000)
+
+    wallet = Flood([*two_keys, *extra])
+    wallet.key_check = refuse
+    with pytest.raises(KeyNotLoggedError):
+        wallet.fetch(CHALLENGE, 1)
+    assert len(checks) == MAX_KEYS_CONSIDERED == len(set(checks)) < 6
+    assert checks[0] == two_keys[1].token_key  # the newest first

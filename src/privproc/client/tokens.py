@@ -88,6 +88,10 @@ MAX_ISSUER_ANSWER = MAX_ANSWER
 
 MAX_RETRY_AFTER = 7 * 86400
 
+MAX_KEYS_CONSIDERED = 4
+"""How many of the issuer directory's newest keys (of the wallet's type, distinct) the
+wallet considers: an honest issuer offers its current key and the next."""
+
 
 def _retry_after(value: str | None) -> int:
     """Seconds from a Retry-After field in its delay-seconds form; 0 (no usable hint) for
@@ -218,10 +222,13 @@ class TokenWallet:
     def _pick_key(self, directory: pp.IssuerDirectory) -> pp.TokenKey:
         """The newest key of our type that ``key_check`` accepts."""
         now = int(self._clock())
+        distinct = {k.token_key: k for k in directory.token_keys
+                    if k.token_type == self.token_type and (k.not_before or 0) <= now}
+        # The newest few only: each one refused costs a key-bundle refresh through the
+        # relay, and a directory may list thousands (a hostile issuer's would).
         offered: list[pp.TokenKey] = sorted(
-            (k for k in directory.token_keys
-             if k.token_type == self.token_type and (k.not_before or 0) <= now),
-            key=lambda k: k.not_before or 0, reverse=True)
+            distinct.values(), key=lambda k: k.not_before or 0, reverse=True
+        )[:MAX_KEYS_CONSIDERED]
         if not offered:
             raise TokenError(f"issuer offers no key of type 0x{self.token_type:04x}")
         if self.key_check is None:
