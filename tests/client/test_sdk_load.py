@@ -536,3 +536,30 @@ def test_a_relay_refusal_with_a_body_nested_without_end_is_still_a_refusal() -> 
     with pytest.raises(RelayRefusedError) as refused:
         open_response(cast(Any, None), 503, "application/problem+json", NESTED)
     assert refused.value.status == 503
+
+
+def test_a_gateway_answering_so_that_each_call_retries_drains_at_most_the_call_budget(
+        ) -> None:
+    """Attack: a gateway that answers each of a call's requests with what the call retries
+    (not listed, then busy, then not listed...): each retry cost a token (about 20 for one
+    call, with the directory reads), and an empty wallet then fetches from the issuer
+    inside the request. One call spends at most MAX_CALL_TOKENS."""
+    from privproc.client.sdk import MAX_CALL_TOKENS
+
+    class Alternating(FakeNode):
+        answers = 0
+
+        def answer(self, sealed: bytes) -> bhttp.Response:
+            Alternating.answers += 1
+            self.behaviour = "gone" if Alternating.answers % 2 else "busy"
+            return super().answer(sealed)
+
+    nodes = [Alternating("n1", 1), Alternating("n2", 2)]
+    client, relay, _ = client_for(nodes)
+    relay_nodes = dict(relay.nodes)
+    client._nodes = lambda: [n.verified for n in relay_nodes.values()]  # type: ignore[method-assign]
+    client.timeout = 3600.0  # (the budget in tokens, not the time, stops it)
+    with pytest.raises(TransportError, match=rf"spent {MAX_CALL_TOKENS} tokens without an "
+                                             rf"answer"):
+        client.summarize(CHAT)
+    assert len(relay.sent) == MAX_CALL_TOKENS  # (14 before, and as many directory reads)

@@ -146,6 +146,7 @@ PER_NODE_TIMEOUT = 30.0  # without an answer by then, a call also asks another n
 MAX_BUSY_RETRIES = 6  # requests to busy nodes (503) before giving up; each costs a token
 MAX_PARALLEL = 2  # attempts of one call in flight at once (the first, and one hedge)
 MAX_GONE = 4  # answers "not listed" (404) a call takes before it stops trying those nodes
+MAX_CALL_TOKENS = 10  # tokens one call may spend without an answer (busy, gone, retries...)
 MAX_BACKOFF = 2.0  # the longest wait after every node answered busy (before jitter)
 # The relay down, or the gateway behind it (502/503/504 from the relay): a restart takes a
 # few seconds, so a call waits (jittered, doubling) and sends a new sealed request, for at
@@ -907,11 +908,20 @@ class PrivateProcessingClient:
         restarting = Backoff(self._monotonic(), UNAVAILABLE_RETRY_SECONDS, cap=MAX_BACKOFF)
         last: BaseException | None = None
         flying: dict[concurrent.futures.Future[Any], _Attempt] = {}
+        spent_before = 0  # by the attempts that have ended
         while True:
             left = deadline - self._monotonic()
             if left <= 0:
                 raise TransportError(
                     f"no node answered within the call's {self.timeout:.0f} s") from last
+            spent = spent_before + sum(len(a.spent) for a in flying.values())
+            if spent >= MAX_CALL_TOKENS and not flying:
+                # Answers that keep costing tokens (busy, not listed, a relay that fails
+                # after the token was sealed in) would otherwise drain the wallet, and an
+                # empty wallet fetches from the issuer inside the request.
+                raise TransportError(
+                    f"this call spent {spent} tokens without an answer and stops there "
+                    f"(at most {MAX_CALL_TOKENS})") from last
             try:
                 nodes = self._nodes()
             except NoVerifiedNodeError as exc:
@@ -944,7 +954,9 @@ class PrivateProcessingClient:
                                         inline=len(untried) == 1)
                 flying[attempt.future] = attempt
                 continue
-            hedge = bool(untried) and len(flying) < MAX_PARALLEL
+            hedge = (bool(untried) and len(flying) < MAX_PARALLEL
+                     and spent_before + sum(len(a.spent) for a in flying.values())
+                     < MAX_CALL_TOKENS)
             hedge_after = latencies.hedge_after(self.per_node_timeout)
             wait = left
             if hedge:
@@ -965,6 +977,7 @@ class PrivateProcessingClient:
                 continue
             for future in done:
                 attempt = flying.pop(future)
+                spent_before += len(attempt.spent)
                 node = attempt.node
                 error = future.exception()
                 if error is not None:
