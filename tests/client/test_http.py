@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -152,3 +153,51 @@ def test_the_async_client_reads_a_relay_answer_up_to_its_bound() -> None:
 
     with endless() as url:
         asyncio.run(ask(url))
+
+
+@contextmanager
+def dripping(first: bytes, every: float) -> Iterator[int]:
+    """A server that answers each connection with ``first``, then one byte every
+    ``every`` seconds without end (as a hostile relay could)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                try:
+                    conn.sendall(first)
+                    while not stop.wait(every):
+                        conn.sendall(b"x")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+@pytest.mark.parametrize("first", [
+    b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n",  # a body that drips
+    b"HTTP/1.1 200 OK\r\nx-a: ",  # a header that drips
+])
+def test_the_timeout_bounds_the_whole_answer_not_each_read(first: bytes) -> None:
+    """Attack: a relay drips its answer a byte every 0.1 s, each read well within the
+    socket timeout: the exchange still ends at its timeout, as TimeoutError."""
+    with dripping(first, 0.1) as port:
+        pool = ConnectionPool(f"http://127.0.0.1:{port}/")
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="no complete answer"):
+            pool.request("GET", f"http://127.0.0.1:{port}/", timeout=0.6)
+        assert time.monotonic() - started < 3
