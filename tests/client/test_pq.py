@@ -193,3 +193,62 @@ def test_a_node_whose_attested_key_cannot_be_sealed_to_is_refused(
                                                     r"sealed to"):
         transparency.verify_node_evidence("n1", b"bundle", {}, trust=with_pq(False),
                                           view=None, now=NOW)  # type: ignore[arg-type]
+
+
+def test_one_nodes_evidence_listed_under_many_names_costs_one_chain_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: a directory lists one real node's evidence under hundreds of made-up ids:
+    the client checked the whole evidence chain (1 to 2 ms) for each before comparing the
+    name. The name is compared first, against the registration key the bundle carries."""
+    from privproc.attest import evidence as ev
+
+    registration = bytes(range(32))
+    bundle = ev.encode_bundle(ev.EvidenceBundle(
+        platform="simulated",
+        evidence=ev.EvidenceParts(bytes(0x4A0), b"\x30\x00", b"\x30\x00", b"\x30\x00", None),
+        key_config=config(3, HYBRID).encode(), expiry=NOW + 3600,
+        registration_key=registration))
+    real = ev.node_id_for(registration)
+    chain_checks: list[bytes] = []
+
+    def verify_bundle(data: bytes, *args: Any, **kwargs: Any) -> Any:
+        chain_checks.append(data)
+        return SimpleNamespace(node_id=real, key_config=config(3, HYBRID).encode(),
+                               measurement=bytes(48))
+
+    monkeypatch.setattr(transparency, "verify_bundle", verify_bundle)
+    for i in range(300):
+        with pytest.raises(NodeVerificationError, match="not the one its registration key"):
+            transparency.verify_node_evidence(f"n{i:031x}", bundle, {}, trust=with_pq(False),
+                                              view=None, now=NOW)  # type: ignore[arg-type]
+    assert chain_checks == []
+    with pytest.raises(MeasurementNotLoggedError):  # the real name gets the full checks
+        transparency.verify_node_evidence(real, bundle, {}, trust=with_pq(False),
+                                          view=None, now=NOW)  # type: ignore[arg-type]
+    assert chain_checks == [bundle]
+
+
+def test_the_client_verifies_a_random_sample_of_a_directory_that_lists_thousands() -> None:
+    from privproc.client.errors import NoVerifiedNodeError
+    from privproc.client.sdk import MAX_NODES_VERIFIED, NodeList, PrivateProcessingClient
+
+    from .test_transparency import trust as make_trust
+
+    client = PrivateProcessingClient(make_trust())
+    listed = [(f"n{i:031x}", b"bundle %d" % i) for i in range(1000)]
+    client.candidates = lambda: NodeList(listed, {})  # type: ignore[method-assign]
+    checked: list[str] = []
+
+    def verify_node(node_id: str, bundle: bytes, releases: Any = None) -> Any:
+        checked.append(node_id)
+        raise MeasurementNotLoggedError("not logged")
+
+    client.verify_node = verify_node  # type: ignore[method-assign]
+    with pytest.raises(NoVerifiedNodeError):
+        client.verified_nodes()
+    first = set(checked)
+    assert len(checked) == MAX_NODES_VERIFIED == len(first)
+    checked.clear()
+    with pytest.raises(NoVerifiedNodeError):
+        client.verified_nodes()
+    assert set(checked) != first  # a new sample each time: not the directory's choice

@@ -147,6 +147,7 @@ MAX_BUSY_RETRIES = 6  # requests to busy nodes (503) before giving up; each cost
 MAX_PARALLEL = 2  # attempts of one call in flight at once (the first, and one hedge)
 MAX_GONE = 4  # answers "not listed" (404) a call takes before it stops trying those nodes
 MAX_CALL_TOKENS = 10  # tokens one call may spend without an answer (busy, gone, retries...)
+MAX_NODES_VERIFIED = 64  # nodes of one directory answer verified (a random sample if more)
 MAX_BACKOFF = 2.0  # the longest wait after every node answered busy (before jitter)
 # The relay down, or the gateway behind it (502/503/504 from the relay): a restart takes a
 # few seconds, so a call waits (jittered, doubling) and sends a new sealed request, for at
@@ -786,7 +787,12 @@ class PrivateProcessingClient:
             reasons: dict[str, str] = {}
             errors: dict[str, NodeVerificationError] = {}
             out: list[VerifiedNode] = []
-            for node_id, bundle in offered.nodes:
+            listed = offered.nodes
+            if len(listed) > MAX_NODES_VERIFIED:
+                # a uniform sample (never the directory's choice): each check costs a
+                # millisecond or two, and a directory may list thousands
+                listed = _random.sample(listed, MAX_NODES_VERIFIED)
+            for node_id, bundle in listed:
                 cached = self._verified.get(node_id)
                 if cached is not None and cached.evidence == bundle:
                     out.append(cached)

@@ -20,7 +20,7 @@ from typing import Any
 
 from privproc.attest.errors import AttestationError
 from privproc.attest.errors import KeyExpiredError as AttestKeyExpiredError
-from privproc.attest.evidence import VerifiedClaims, verify_bundle
+from privproc.attest.evidence import VerifiedClaims, decode_bundle, node_id_for, verify_bundle
 from privproc.tlog.bundle import BundleFormatError, LogBundle
 from privproc.tlog.client import (
     InclusionProof,
@@ -242,6 +242,19 @@ def verify_node_evidence(node_id: str | None, bundle: bytes,
     attested registration key and the node id derived from it (``node_id`` None: take
     it), a logged release of the measurement and no revocation in the log."""
     label = node_id or "node"
+    if node_id is not None:
+        # The name first, from the bundle as it claims to be (cheap): a directory listing
+        # one node's evidence under many names costs one chain check, not one per name.
+        # (The attested claims are checked against it again below.)
+        try:
+            declared = decode_bundle(bundle).registration_key
+        except AttestationError:
+            declared = b""  # verify_bundle says what is wrong with it
+        if declared is None:
+            raise EvidenceRefusedError(f"{label}: the evidence binds no registration key")
+        if declared and node_id_for(declared) != node_id:
+            raise EvidenceRefusedError(f"{label}: listed under a name that is not the one "
+                                       "its registration key gives")
     try:
         claims = verify_bundle(bundle, trust.policy, trust.roots,
                                datetime.fromtimestamp(now, UTC), crls=trust.crls)
