@@ -5,6 +5,7 @@ and bound again (another process may take it in between).
 - :func:`aiohttp_serving`: an aiohttp app on the running event loop.
 - :func:`endless`: a hostile server whose answers do not end.
 - :func:`not_http`: a hostile server that answers every connection with fixed bytes.
+- :func:`dripping`: a hostile server that drips its answer a byte at a time.
 - :func:`start_service`: a ``privproc`` service as a child process of a :class:`Supervisor`,
   listening on ``127.0.0.1:0`` (:data:`ANY_PORT`); its URL is read from the
   ``listening on URL`` line that :func:`privproc.service.serve` prints once bound.
@@ -129,6 +130,39 @@ def not_http(answer: bytes = b"HELLO\r\n\r\n") -> Iterator[str]:
         stop.set()
         thread.join(5)
         sock.close()
+
+
+@contextlib.contextmanager
+def dripping(first: bytes, every: float) -> Iterator[int]:
+    """A server that answers each connection with ``first``, then one byte every
+    ``every`` seconds without end (as a hostile relay could)."""
+    server = socket.create_server((HOST, 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                try:
+                    conn.sendall(first)
+                    while not stop.wait(every):
+                        conn.sendall(b"x")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
 
 
 def start_service(sup: Supervisor, name: str, args: list[str], *, timeout: float = 30.0,

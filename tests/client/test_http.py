@@ -14,6 +14,8 @@ import pytest
 
 from privproc.client.http import AnswerTooLarge, ConnectionPool
 
+from ..servers import dripping
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -153,39 +155,6 @@ def test_the_async_client_reads_a_relay_answer_up_to_its_bound() -> None:
 
     with endless() as url:
         asyncio.run(ask(url))
-
-
-@contextmanager
-def dripping(first: bytes, every: float) -> Iterator[int]:
-    """A server that answers each connection with ``first``, then one byte every
-    ``every`` seconds without end (as a hostile relay could)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.recv(65536)
-                try:
-                    conn.sendall(first)
-                    while not stop.wait(every):
-                        conn.sendall(b"x")
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
 
 
 @pytest.mark.parametrize("first", [

@@ -331,3 +331,20 @@ def test_a_directory_listing_thousands_of_keys_costs_a_few_checks(
         wallet.fetch(CHALLENGE, 1)
     assert len(checks) == MAX_KEYS_CONSIDERED == len(set(checks)) < 6
     assert checks[0] == two_keys[1].token_key  # the newest first
+
+
+@pytest.mark.parametrize("first", [b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n",
+                                   b"HTTP/1.1 200 OK\r\nx-a: "])
+def test_an_issuer_dripping_its_answer_is_cut_off_at_the_timeout(first: bytes) -> None:
+    """Attack: the issuer drips its answer a byte every 0.1 s, each read within the socket
+    timeout: the exchange still ends at the wallet's timeout."""
+    import time
+
+    from ..servers import dripping
+
+    with dripping(first, 0.1) as port:
+        wallet = TokenWallet(f"http://127.0.0.1:{port}", "account", None, timeout=0.6)
+        started = time.monotonic()
+        with pytest.raises(IssuerUnreachableError):
+            wallet.directory()
+        assert time.monotonic() - started < 3

@@ -198,3 +198,17 @@ def test_a_redirect_from_whoever_serves_the_log_is_not_followed() -> None:
                 LogFetchError, match="HTTP 302"):
         http_fetcher(relay + "/log", timeout=5)("checkpoint")
     assert seen == []
+
+
+def test_a_log_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_timeout() -> None:
+    import time
+
+    from privproc.tlog.client import LogFetchError, http_fetcher
+
+    from ..servers import dripping
+
+    with dripping(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n", 0.1) as port:
+        started = time.monotonic()
+        with pytest.raises(LogFetchError):
+            http_fetcher(f"http://127.0.0.1:{port}", timeout=0.6)("checkpoint")
+        assert time.monotonic() - started < 3

@@ -23,16 +23,14 @@ keeps a few connections to one origin open for the threads of one client.
 
 from __future__ import annotations
 
-import contextlib
-import heapq
 import http.client
-import itertools
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
+
+from privproc.deadlines import WATCHDOG
 
 from .errors import TransportError
 
@@ -44,60 +42,6 @@ class AnswerTooLarge(TransportError):
     """The server's answer is larger than the pool accepts."""
 
 
-class _Watch:
-    __slots__ = ("done", "fired", "sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.done = False
-        self.fired = False
-
-
-class _Watchdog:
-    """Shuts down the socket of each watched exchange still running at its deadline."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, sock: socket.socket, deadline: float) -> _Watch:
-        watch = _Watch(sock)
-        with self._cond:
-            heapq.heappush(self._heap, (deadline, next(self._order), watch))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="http-deadlines",
-                                                daemon=True)
-                self._thread.start()
-            elif self._heap[0][2] is watch:
-                self._cond.notify()
-        return watch
-
-    def cancel(self, watch: _Watch) -> None:
-        """The exchange is over: its socket is never shut down after this returns."""
-        with self._cond:
-            watch.done = True
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][2].done:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                wait = self._heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                _, _, watch = heapq.heappop(self._heap)
-                watch.fired = watch.done = True
-                with contextlib.suppress(OSError):
-                    watch.sock.shutdown(socket.SHUT_RDWR)
-
-
-_WATCHDOG = _Watchdog()
 
 
 class ConnectionPool:
@@ -134,7 +78,7 @@ class ConnectionPool:
             if conn.sock is None:
                 conn.connect()  # (within the timeout) so that the socket can be watched
             assert conn.sock is not None
-            watch = _WATCHDOG.watch(conn.sock, deadline)
+            watch = WATCHDOG.watch(conn.sock, deadline)
             try:
                 try:
                     conn.request(method, target, body=body, headers=dict(headers or {}))
@@ -143,7 +87,7 @@ class ConnectionPool:
                         BrokenPipeError):
                     conn.close()
                     if reused and not watch.fired:  # closed by the server as it sat idle
-                        _WATCHDOG.cancel(watch)
+                        WATCHDOG.cancel(watch)
                         continue
                     raise
                 except BaseException:
@@ -155,12 +99,12 @@ class ConnectionPool:
                     conn.close()
                     raise
             except (OSError, http.client.HTTPException):
-                _WATCHDOG.cancel(watch)
+                WATCHDOG.cancel(watch)
                 if watch.fired:
                     raise TimeoutError(f"no complete answer from {self.host} within "
                                        f"{timeout:g} s") from None
                 raise
-            _WATCHDOG.cancel(watch)
+            WATCHDOG.cancel(watch)
             if watch.fired:  # (shut down as the last bytes came: not to be kept)
                 conn.close()
                 raise TimeoutError(f"no complete answer from {self.host} within "
