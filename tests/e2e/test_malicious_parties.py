@@ -30,6 +30,7 @@ from privproc.client.errors import (
     LogVerificationError,
     ReleaseRevokedError,
     StaleLogError,
+    TokenChallengeRefusedError,
     TooManyKeysError,
 )
 from privproc.client.receipt import ReceiptError, verify_receipt
@@ -428,3 +429,27 @@ def test_8_relay_replaying_an_old_bundle_is_refused_past_max_checkpoint_age(
         assert evil.posts == posts  # nothing more went out
     finally:
         evil.close()
+
+
+def test_9_a_gateway_asking_under_a_challenge_of_its_own_gets_no_token(
+        system: System) -> None:
+    """The gateway answers 401 with a token challenge the client's trust file does not
+    name (here: the trust file names another origin, so the real gateway's own challenge
+    is foreign to this client, as a random redemption context made for one client would
+    be). Adopted, it would tag every later token of this client and make its wallet fetch
+    from the issuer inside the request; the client refuses it and takes no token under
+    it."""
+    trust = load_trust(system.client_config)
+    assert trust.tokens is not None
+    pinned = replace(trust.tokens, origin_name="elsewhere.example")
+    client = make_client(system, replace(trust, tokens=pinned))
+    try:
+        with pytest.raises(TokenChallengeRefusedError,
+                           match=r"origin 'gateway\.privproc\.local', 0-byte redemption "
+                                 r"context\) that is not the one the trust file names \(issuer "
+                                 r"'issuer\.privproc\.local', origin 'elsewhere\.example'"):
+            client.summarize([{"sender": "Ana", "time": "t", "text": "lunch at noon?"}])
+        assert client.ohttp.challenge is not None
+        assert list(client.ohttp.challenge.origin_info) == ["elsewhere.example"]
+    finally:
+        client.close()
