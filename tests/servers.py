@@ -6,6 +6,7 @@ and bound again (another process may take it in between).
 - :func:`endless`: a hostile server whose answers do not end.
 - :func:`not_http`: a hostile server that answers every connection with fixed bytes.
 - :func:`dripping`: a hostile server that drips its answer a byte at a time.
+- :func:`redirect_trap`: a hostile server that redirects everything to another one.
 - :func:`start_service`: a ``privproc`` service as a child process of a :class:`Supervisor`,
   listening on ``127.0.0.1:0`` (:data:`ANY_PORT`); its URL is read from the
   ``listening on URL`` line that :func:`privproc.service.serve` prints once bound.
@@ -163,6 +164,32 @@ def dripping(first: bytes, every: float) -> Iterator[int]:
         stop.set()
         thread.join(5)
         server.close()
+
+
+@contextlib.contextmanager
+def redirect_trap() -> Iterator[tuple[str, list[str]]]:
+    """A hostile server answering every request with 302 to a second server: yields the
+    first's URL and the paths the second was asked for (a client must ask it nothing)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    seen: list[str] = []
+
+    async def redirect(request: Request) -> Response:
+        return Response(b"", status_code=302,
+                        headers={"location": elsewhere + request.url.path})
+
+    async def other(request: Request) -> Response:
+        seen.append(request.url.path)
+        return Response(b"{}")
+
+    methods = ["GET", "POST"]
+    with serving(Starlette(routes=[Route("/{p:path}", other, methods=methods)])
+                 ) as elsewhere, serving(Starlette(routes=[
+                     Route("/{p:path}", redirect, methods=methods)])) as trap:
+        yield trap, seen
 
 
 def start_service(sup: Supervisor, name: str, args: list[str], *, timeout: float = 30.0,

@@ -23,7 +23,7 @@ from privproc.client.tokens import (
 from privproc.issuer import keystore
 from privproc.wire import privacypass as pp
 
-from ..servers import endless, not_http, serving
+from ..servers import endless, not_http, redirect_trap, serving
 from ..threads import on_threads
 
 CHALLENGE = pp.TokenChallenge(pp.TOKEN_TYPE_BLIND_RSA, "issuer.test", b"", ["origin.test"])
@@ -283,22 +283,7 @@ def test_the_account_token_goes_only_to_the_issuers_own_origin(
 def test_a_redirect_from_the_issuer_is_not_followed() -> None:
     """Attack: the issuer answers 302 to a host of its choice; urllib would follow it with
     the Authorization field. The wallet reports the refusal and goes nowhere else."""
-    from starlette.applications import Starlette
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    seen: list[str] = []
-
-    async def redirect(request: object) -> Response:
-        return Response(b"", status_code=302, headers={"location": elsewhere + "/stolen"})
-
-    async def stolen(request: object) -> Response:
-        seen.append("stolen")
-        return Response(b"{}")
-
-    with serving(Starlette(routes=[Route("/stolen", stolen, methods=["GET", "POST"])])
-                 ) as elsewhere, serving(Starlette(routes=[
-                     Route("/{p:path}", redirect, methods=["GET", "POST"])])) as issuer:
+    with redirect_trap() as (issuer, seen):
         wallet = TokenWallet(issuer, "account-secret", None)
         with pytest.raises(IssuerRefusedError, match="302"):
             wallet._http(issuer + "/token-request", b"x", {"Authorization": "Bearer x"})

@@ -176,26 +176,11 @@ def test_a_redirect_from_whoever_serves_the_log_is_not_followed() -> None:
     """Attack: a relay answers the client's log read with 302 to a host of its choice
     (the operator's, say): the client would read the log from there, directly, with its
     own address. It refuses instead."""
-    from starlette.applications import Starlette
-    from starlette.responses import Response
-    from starlette.routing import Route
-
     from privproc.tlog.client import LogFetchError, http_fetcher
 
-    from ..servers import serving
+    from ..servers import redirect_trap
 
-    seen: list[str] = []
-
-    async def redirect(request: object) -> Response:
-        return Response(b"", status_code=302, headers={"location": elsewhere + "/checkpoint"})
-
-    async def other(request: object) -> Response:
-        seen.append("read")
-        return Response(b"checkpoint")
-
-    with serving(Starlette(routes=[Route("/checkpoint", other)])) as elsewhere, serving(
-            Starlette(routes=[Route("/{p:path}", redirect)])) as relay, pytest.raises(
-                LogFetchError, match="HTTP 302"):
+    with redirect_trap() as (relay, seen), pytest.raises(LogFetchError, match="HTTP 302"):
         http_fetcher(relay + "/log", timeout=5)("checkpoint")
     assert seen == []
 
