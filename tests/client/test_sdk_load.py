@@ -80,13 +80,13 @@ class FakeRelay:
         self.refreshes: list[int] = []  # directory refreshes the client asked for
 
     def request(self, method: str, path: str, *, headers: Any = (), content: bytes = b"",
-                spent: list[Any] | None = None, timeout: float | None = None
-                ) -> bhttp.Response:
+                spent: list[Any] | None = None, timeout: float | None = None,
+                token: Any = None) -> bhttp.Response:
         node_id = path.split("/")[3]
         with self.lock:
             self.sent.append((node_id, content))
         if spent is not None:
-            spent.append(object())  # one token per request
+            spent.append(object() if token is None else token)  # one token per request
         return self.nodes[node_id].answer(content)
 
 
@@ -563,3 +563,31 @@ def test_a_gateway_answering_so_that_each_call_retries_drains_at_most_the_call_b
                                              rf"answer"):
         client.summarize(CHAT)
     assert len(relay.sent) == MAX_CALL_TOKENS  # (14 before, and as many directory reads)
+
+
+def test_a_relay_failing_after_the_token_is_sealed_in_costs_one_token_not_one_per_retry(
+        ) -> None:
+    """Attack: a relay answers 502 to each sealed request (the call retries while it
+    looks like a restart): each retry cost a fresh token, which the gateway never saw.
+    The retry carries the failed try's token again."""
+    client, relay, _ = _flaky_client(0, RelayRefusedError(502, "unused"))
+    node = relay.nodes["n1"]
+    carried: list[object] = []
+
+    class Failing(FakeRelay):
+        failures = 5
+
+        def request(self, method: str, path: str, **kwargs: Any) -> bhttp.Response:
+            spent, token = kwargs.get("spent"), kwargs.get("token")
+            token = object() if token is None else token
+            carried.append(token)
+            if spent is not None:
+                spent.append(token)
+            if Failing.failures:
+                Failing.failures -= 1
+                raise RelayRefusedError(502, "gateway unreachable")
+            return node.answer(kwargs["content"])
+
+    client.ohttp = cast(Any, Failing([node]))
+    assert client.summarize(CHAT).output == ["n1"]
+    assert len(carried) == 6 and len({id(t) for t in carried}) == 1

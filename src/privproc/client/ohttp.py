@@ -228,16 +228,19 @@ class OHTTPClient(_Base):
     def request(
         self, method: str, path: str, *, headers: Headers = (), content: bytes = b"",
         spent: list[pp.Token] | None = None, timeout: float | None = None,
+        token: pp.Token | None = None,
     ) -> bhttp.Response:
         """Send one request through the relay.
 
         Refetches the gateway key once on a 422, and, with a token wallet, answers a 401
         token challenge once with a fresh token. Tokens attached are appended to ``spent``.
         ``timeout`` (seconds, at most the client's own) bounds each exchange of this
-        request: what is left of a caller's deadline budget.
+        request: what is left of a caller's deadline budget. ``token``: one to attach
+        first instead of a fresh one (a retry's, after the relay failed it).
         """
         refreshed = retried = False
-        token: pp.Token | None = None
+        if token is not None and spent is not None:
+            spent.append(token)
         while True:
             if token is None and self.tokens is not None and self.challenge is not None:
                 token = self.tokens.take(self.challenge)

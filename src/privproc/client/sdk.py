@@ -846,10 +846,11 @@ class PrivateProcessingClient:
             self._slow.pop(node_id, None)
 
     def _attempt(self, node: VerifiedNode, task: inner.Task, payload: dict[str, Any],
-                 deadline: float, *, inline: bool = False) -> _Attempt:
+                 deadline: float, *, inline: bool = False, token: pp.Token | None = None
+                 ) -> _Attempt:
         """Seal the task to ``node`` and send it on a thread of its own, or, ``inline``,
-        on this one (a fresh sealed request, and one token, per attempt: a sealed request
-        is never sent twice)."""
+        on this one (a fresh sealed request per attempt: a sealed request is never sent
+        twice; a fresh token too, unless ``token``, a failed try's, is given)."""
         sealed, nonce, ctx = seal_task(node.key_config, task, payload)
         spent: list[pp.Token] = []
 
@@ -857,7 +858,7 @@ class PrivateProcessingClient:
             return self.ohttp.request(
                 "POST", f"/v1/nodes/{node.node_id}/process", content=sealed,
                 headers=[(b"content-type", inner.MEDIA_TYPE_REQUEST.encode())], spent=spent,
-                timeout=max(0.001, deadline - self._monotonic()))
+                timeout=max(0.001, deadline - self._monotonic()), token=token)
 
         started = self._monotonic()
         future = self._spawn(node.node_id, send, inline=inline)
@@ -914,19 +915,24 @@ class PrivateProcessingClient:
         restarting = Backoff(self._monotonic(), UNAVAILABLE_RETRY_SECONDS, cap=MAX_BACKOFF)
         last: BaseException | None = None
         flying: dict[concurrent.futures.Future[Any], _Attempt] = {}
-        spent_before = 0  # by the attempts that have ended
+        ended: list[pp.Token] = []  # the tokens of the attempts that have ended
+        again: pp.Token | None = None  # a token the relay failed: it goes on the next try
+
+        def spent() -> int:  # distinct tokens (a retry may carry a failed try's again)
+            return len({id(t) for t in ended}
+                       | {id(t) for a in flying.values() for t in a.spent})
+
         while True:
             left = deadline - self._monotonic()
             if left <= 0:
                 raise TransportError(
                     f"no node answered within the call's {self.timeout:.0f} s") from last
-            spent = spent_before + sum(len(a.spent) for a in flying.values())
-            if spent >= MAX_CALL_TOKENS and not flying:
+            if spent() >= MAX_CALL_TOKENS and not flying:
                 # Answers that keep costing tokens (busy, not listed, a relay that fails
                 # after the token was sealed in) would otherwise drain the wallet, and an
                 # empty wallet fetches from the issuer inside the request.
                 raise TransportError(
-                    f"this call spent {spent} tokens without an answer and stops there "
+                    f"this call spent {spent()} tokens without an answer and stops there "
                     f"(at most {MAX_CALL_TOKENS})") from last
             try:
                 nodes = self._nodes()
@@ -957,12 +963,11 @@ class PrivateProcessingClient:
                 # With no other node to hedge with, the call has nothing to do while it
                 # waits: it sends on its own thread (two thread switches fewer).
                 attempt = self._attempt(node, task, payload, deadline,
-                                        inline=len(untried) == 1)
+                                        inline=len(untried) == 1, token=again)
+                again = None
                 flying[attempt.future] = attempt
                 continue
-            hedge = (bool(untried) and len(flying) < MAX_PARALLEL
-                     and spent_before + sum(len(a.spent) for a in flying.values())
-                     < MAX_CALL_TOKENS)
+            hedge = bool(untried) and len(flying) < MAX_PARALLEL and spent() < MAX_CALL_TOKENS
             hedge_after = latencies.hedge_after(self.per_node_timeout)
             wait = left
             if hedge:
@@ -983,7 +988,7 @@ class PrivateProcessingClient:
                 continue
             for future in done:
                 attempt = flying.pop(future)
-                spent_before += len(attempt.spent)
+                ended += attempt.spent
                 node = attempt.node
                 error = future.exception()
                 if error is not None:
@@ -995,7 +1000,10 @@ class PrivateProcessingClient:
                             if _unavailable(error) else None)
                     if wait is None:
                         raise error
-                    # the relay or the gateway is restarting: not the node's fault
+                    # the relay or the gateway is restarting: not the node's fault; the next
+                    # try carries this try's token (most likely never redeemed; if it was,
+                    # the gateway's 401 gets a fresh one)
+                    again = attempt.spent[-1] if attempt.spent else None
                     last = error
                     self.progress(f"{error}; trying again in {wait:.1f} s")
                     self._sleep(wait)
