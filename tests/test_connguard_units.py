@@ -181,3 +181,17 @@ def test_a_body_in_the_same_reads_as_its_head_does_not_count_as_head() -> None:
                            + body)
     protocol.data_received(body)
     assert not transport.closed and transport.written == b""
+
+
+def test_pipelined_requests_with_bodies_are_not_counted_as_head() -> None:
+    """A read holding a request with a 20 KB body and the start of the next pipelined one:
+    only reads that stay inside one head count (it was refused before, unanswered)."""
+    protocol, _, transport = connection()
+    first = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n" + b"x" * 20000
+    second = b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+    protocol.data_received(first + second[:20])
+    protocol.data_received(second[20:])
+    many = b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n" * 2000  # 60 KB of tiny pipelined requests
+    protocol.data_received(many[:30_001])
+    protocol.data_received(many[30_001:])
+    assert not transport.closed and transport.written == b""

@@ -70,6 +70,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
+        self._began = False
         self._refused = False
 
     # -- the timer ---------------------------------------------------------------------
@@ -119,10 +120,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return  # answered and closing: nothing more is parsed
         started_in_head = self._phase == _HEADERS
+        self._began = False
         super().data_received(data)
-        # A read that began and ended inside a request's head was all head (one that began
-        # elsewhere is not counted: the bound is exceeded by at most one read).
-        if started_in_head and self._phase == _HEADERS and not self._refused:
+        # A read that began and ended inside one request's head was all head. One in which
+        # a request began is not counted (it may hold earlier pipelined requests, bodies
+        # and all): the bound is exceeded by at most one read.
+        if (started_in_head and not self._began and self._phase == _HEADERS
+                and not self._refused):
             self._head_bytes += len(data)
             if self._head_bytes > self.max_head:
                 self._refuse(_HEAD_431 if self.headers else _TARGET_414)
@@ -151,6 +155,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_bytes = 0
+        self._began = True
         if self._phase != _HEADERS:  # a later request on a kept-alive connection
             self._arm(_HEADERS, self.header_timeout)
 

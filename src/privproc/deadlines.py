@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -30,6 +31,11 @@ class Watchdog:
     """Shuts down the socket of each watched exchange still running at its deadline."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        # (also in a forked child: it has no watchdog thread, and the lock may have been
+        # held at the fork)
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Watch]] = []
         self._order = itertools.count()
@@ -67,7 +73,9 @@ class Watchdog:
                 _, _, watch = heapq.heappop(self._heap)
                 watch.fired = watch.done = True
                 with contextlib.suppress(OSError):
-                    watch.sock.shutdown(socket.SHUT_RDWR)
+                    # (the TCP socket's own shutdown: a TLS socket's would drop its state)
+                    socket.socket.shutdown(watch.sock, socket.SHUT_RDWR)
 
 
 WATCHDOG = Watchdog()
+os.register_at_fork(after_in_child=WATCHDOG._reset)

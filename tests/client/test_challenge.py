@@ -111,3 +111,14 @@ def test_a_422_retry_reuses_the_token_the_gateway_could_not_open() -> None:
     assert client(gateway, wallet, PINNED).request("GET", "/x").status == 200
     assert len(wallet.taken) == 1
     assert gateway.tokens[0] == gateway.tokens[1] is not None
+
+
+def test_a_redemption_context_the_trust_file_names_is_taken() -> None:
+    """A gateway may name one context for every client (--redemption-context): a client
+    whose trust file names it too takes tokens under it."""
+    context = bytes(range(32))
+    shared = pp.TokenChallenge(pp.TOKEN_TYPE_BLIND_RSA, "issuer.test", context,
+                               ["gateway.test"])
+    gateway, wallet = Gateway([challenge_401(shared), OK]), Wallet()
+    assert client(gateway, wallet, shared).request("GET", "/x").status == 200
+    assert wallet.taken == [shared, shared]

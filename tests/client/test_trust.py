@@ -44,7 +44,11 @@ def test_a_good_file_loads_with_documented_defaults(tmp_path: Path,
     assert trust.tokens is not None
     assert trust.tokens.issuer_name == "issuer.privproc.local"
     assert trust.tokens.origin_name == "gateway.privproc.local"
-    assert trust.tokens.token_type == 2
+    assert trust.tokens.token_type == 2 and trust.tokens.redemption_context == b""
+    text = good(keys, tokens='issuer = "http://127.0.0.1:2"\naccount_token = "t"\n'
+                             f'redemption_context = "{"ab" * 32}"')
+    named = load_trust(write(tmp_path, text)).tokens
+    assert named is not None and named.challenge().redemption_context == b"\xab" * 32
     assert trust.crls == () and not trust.roots.allow_simulated
     assert trust.policy.snp.allow_debug is False and trust.policy.snp.max_vmpl == 0
     assert trust.max_checkpoint_age == 86400
@@ -83,6 +87,12 @@ def test_weak_or_malformed_log_trust_is_refused(tmp_path: Path, keys: dict[str, 
     ("service", "", "relay is required"),
     ("tokens", 'issuer = "http://i"\naccount_token = "t"\ntoken_type = 3', "token_type"),
     ("tokens", 'issuer = "http://i"', "account_token is required"),
+    ("tokens", 'issuer = "http://i"\naccount_token = "t"\nredemption_context = "zz"',
+     "redemption_context must be hex"),
+    ("tokens", 'issuer = "http://i"\naccount_token = "t"\nredemption_context = "00ff"',
+     "redemption_context must be 32 bytes"),
+    ("tokens", 'issuer = "http://i"\naccount_token = "t"\nredemption_context = 5',
+     "redemption_context must be a string"),
     ("attestation", "allow_simulated = 1", "allow_simulated must be true or false"),
     ("attestation", "allow_simulated = true", "simulated_roots is required"),
     ("attestation", 'crl = ["missing.der"]', "crl missing.der"),

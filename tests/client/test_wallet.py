@@ -57,8 +57,11 @@ class FakeIssuerWallet(TokenWallet):
 
 @pytest.fixture(scope="module")
 def two_keys() -> list[keystore.IssuerKey]:
-    return [keystore.generate(pp.TOKEN_TYPE_BLIND_RSA, NOW - 100),
-            keystore.generate(pp.TOKEN_TYPE_BLIND_RSA, NOW - 10)]
+    first = keystore.generate(pp.TOKEN_TYPE_BLIND_RSA, NOW - 100)
+    while True:  # (the fake issuer tells keys apart by the last byte of their ids)
+        second = keystore.generate(pp.TOKEN_TYPE_BLIND_RSA, NOW - 10)
+        if second.key_id[-1] != first.key_id[-1]:
+            return [first, second]
 
 
 def test_no_token_is_requested_under_a_refused_key(two_keys: list[keystore.IssuerKey]) -> None:
@@ -256,9 +259,23 @@ def test_an_issuer_over_quota_with_any_retry_after_is_a_quota_error(
         assert info.value.retry_after == seconds
 
 
+@pytest.mark.parametrize("uri", ["/token-request", "http://issuer.invalid/token-request",
+                                 "HTTP://Issuer.Invalid:80/token-request"])
+def test_the_issuers_own_origin_may_be_written_any_way(two_keys: list[keystore.IssuerKey],
+                                                        uri: str) -> None:
+    class Absolute(FakeIssuerWallet):
+        def directory(self) -> pp.IssuerDirectory:
+            return pp.IssuerDirectory(uri, [pp.TokenKey(k.token_type, k.token_key,
+                                                        k.not_before) for k in self.keys])
+
+    wallet = Absolute(two_keys)
+    assert wallet.fetch(CHALLENGE, 1) == 1 and wallet.requests == 1
+
+
 @pytest.mark.parametrize("uri", ["http://elsewhere.example/token-request",
                                  "//elsewhere.example/token-request",
-                                 "https://issuer.invalid/token-request"])
+                                 "https://issuer.invalid/token-request",
+                                 "http://issuer.invalid:8080/token-request"])
 def test_the_account_token_goes_only_to_the_issuers_own_origin(
         two_keys: list[keystore.IssuerKey], uri: str) -> None:
     """Attack: the issuer's directory names a request URI (or a batch URI) on another

@@ -367,3 +367,10 @@ def test_a_sentence_start_is_judged_as_by_the_whole_prefix(text: str, data: st.D
 @pytest.mark.parametrize("text", ["1" * 12_000, "1" * 11_990 + " quid", " ".join(["Word"] * 2400)])
 def test_facts_of_a_long_text_cost_linear_time(text: str) -> None:
     facts_of(text)  # (seconds to hours before: patterns rescanned from every position)
+
+
+@pytest.mark.parametrize(("text", "amount"), [("hmm...20 quid?", "GBP:20"),
+                                              ("ok.5 euros", "EUR:5"),
+                                              ("Done.20 bucks left", "USD:20")])
+def test_an_amount_right_after_a_full_stop_is_an_amount(text: str, amount: str) -> None:
+    assert amount in facts_of(text).of("amount")

@@ -173,9 +173,10 @@ class _Base:
                 f"{challenge.issuer_name!r}, origin {','.join(challenge.origin_info)!r}, "
                 f"{len(challenge.redemption_context)}-byte redemption context) that is not "
                 f"the one the trust file names (issuer {self.challenge.issuer_name!r}, "
-                f"origin {','.join(self.challenge.origin_info)!r}, no context): refused, no "
-                "token taken")
-        if challenge.redemption_context:
+                f"origin {','.join(self.challenge.origin_info)!r}, "
+                f"{len(self.challenge.redemption_context)}-byte context): refused, no token "
+                "taken")
+        if self.challenge is None and challenge.redemption_context:
             raise TokenChallengeRefusedError(
                 "the gateway asked for a token under a challenge with a redemption context, "
                 "which could tag this client's tokens: refused, no token taken")

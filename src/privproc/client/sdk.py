@@ -456,9 +456,8 @@ class PrivateProcessingClient:
             tokens.key_check = self._check_issuer_key
         challenge = None
         if trust.tokens is not None:
-            challenge = pp.TokenChallenge(
-                tokens.token_type if tokens is not None else trust.tokens.token_type,
-                trust.tokens.issuer_name, b"", [trust.tokens.origin_name])
+            challenge = trust.tokens.challenge(
+                tokens.token_type if tokens is not None else None)
         self.ohttp = OHTTPClient(self.relay_url, authority=trust.gateway_name, tokens=tokens,
                                  challenge=challenge, key_source=self._gateway_key_config,
                                  clock=clock, timeout=timeout)

@@ -40,7 +40,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from privproc.files import replace_file
 from privproc.httpfields import delay_seconds, urlopen_here
@@ -91,6 +91,16 @@ MAX_RETRY_AFTER = 7 * 86400
 MAX_KEYS_CONSIDERED = 4
 """How many of the issuer directory's newest keys (of the wallet's type, distinct) the
 wallet considers: an honest issuer offers its current key and the next."""
+
+
+def _origin(url: SplitResult) -> tuple[str, str, int | None]:
+    """Scheme, host (lowercase) and port (the scheme's default if none is named)."""
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    try:
+        port = url.port
+    except ValueError:  # not a port number: no origin this could be
+        return url.scheme, "", -1
+    return url.scheme, (url.hostname or "").lower(), port if port is not None else default
 
 
 def _retry_after(value: str | None) -> int:
@@ -307,7 +317,7 @@ class TokenWallet:
         would hand it, and this device's address, to a host the trust file does not name)."""
         url = urljoin(self.issuer_url + "/", uri)
         ours, theirs = urlsplit(self.issuer_url), urlsplit(url)
-        if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
+        if _origin(theirs) != _origin(ours):
             raise TokenError(
                 f"the issuer's directory names {uri[:100]!r}, off the issuer's origin "
                 f"{ours.scheme}://{ours.netloc}: refused (the account token goes only to "

@@ -31,6 +31,7 @@ account_token = "..."
 issuer_name = "issuer.privproc.local"     # default issuer.privproc.local
 origin_name = "gateway.privproc.local"    # default: gateway_name
 token_type = 2                            # 1 (VOPRF) or 2 (blind RSA, default)
+redemption_context = ""                   # default none: the gateway's, if it names one
 ```
 
 A trust file without witnesses, or with a quorum below 1, is refused: a checkpoint signed
@@ -77,10 +78,14 @@ class TokenSettings:
     issuer_name: str
     origin_name: str
     token_type: int
+    redemption_context: bytes = b""
 
-    def challenge(self) -> pp.TokenChallenge:
-        """The challenge the gateway issues (its issuer and origin names, no context)."""
-        return pp.TokenChallenge(self.token_type, self.issuer_name, b"", [self.origin_name])
+    def challenge(self, token_type: int | None = None) -> pp.TokenChallenge:
+        """The challenge the gateway issues: its issuer and origin names, and the
+        redemption context it names for every client (none by default)."""
+        return pp.TokenChallenge(self.token_type if token_type is None else token_type,
+                                 self.issuer_name, self.redemption_context,
+                                 [self.origin_name])
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,22 @@ def _tokens(tokens: dict[str, Any], gateway_name: str) -> TokenSettings | None:
         issuer_name=_str("tokens", tokens, "issuer_name", DEFAULT_ISSUER_NAME),
         origin_name=_str("tokens", tokens, "origin_name", gateway_name),
         token_type=token_type,
+        redemption_context=_context(tokens.get("redemption_context", "")),
     )
+
+
+def _context(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise TrustConfigError(f"[tokens] redemption_context must be a string of hex, got "
+                               f"{type(value).__name__}")
+    try:
+        context = bytes.fromhex(value)
+    except ValueError:
+        raise TrustConfigError("[tokens] redemption_context must be hex") from None
+    if len(context) not in (0, 32):
+        raise TrustConfigError(f"[tokens] redemption_context must be 32 bytes (64 hex "
+                               f"digits) or empty, got {len(context)} bytes")
+    return context
 
 
 def _roots(path: Path, attestation: dict[str, Any], warn: TextIO | None
@@ -235,7 +255,8 @@ def load_trust(path: Path, warn: TextIO | None = None) -> ClientTrust:
         except ValueError as exc:
             raise TrustConfigError(f"[policy]: {exc}") from None
         tokens = _tokens(_table(doc, "tokens", {"issuer", "account_token", "issuer_name",
-                                                "origin_name", "token_type"}), gateway_name)
+                                                "origin_name", "token_type",
+                                                "redemption_context"}), gateway_name)
     except TrustConfigError as exc:
         raise TrustConfigError(f"{path}: {exc}") from None
     return ClientTrust(log=log_policy, roots=roots, policy=policy, relay_url=relay_url,

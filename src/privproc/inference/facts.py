@@ -49,7 +49,7 @@ _IDENT = re.compile(r"(?<![\w#])(?:#\d{2,}|[A-Z]{2,}[-_]?\d{2,}[\w-]*|\d+[A-Z]{1
 _AMOUNT = re.compile(
     r"(?P<cur>[£$€¥₹])\s?(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<k>k\b)?"
     # (not from inside a number: each start in a run of digits rescanned the rest of it)
-    r"|(?<![\d.])(?P<num2>\d+(?:\.\d+)?)\s?(?P<unit>p|pence|quid|pounds?|euros?|dollars?|bucks)"
+    r"|(?<!\d)(?<!\d\.)(?P<num2>\d+(?:\.\d+)?)\s?(?P<unit>p|pence|quid|pounds?|euros?|dollars?|bucks)"
     r"\b",
     re.IGNORECASE)
 _TIME = re.compile(
