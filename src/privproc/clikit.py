@@ -206,11 +206,11 @@ def read_input_tail(path: Path, what: str, limit: int) -> tuple[bytes, int]:
     bytes, or a usage error naming it; a pipe is read through, keeping only its end."""
     try:
         with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                if size > limit:
-                    f.seek(size - limit)
-                return f.read(limit), size
+            status = os.fstat(f.fileno())
+            if stat.S_ISREG(status.st_mode):
+                if status.st_size > limit:
+                    f.seek(status.st_size - limit)
+                return f.read(limit), status.st_size
             kept, total = bytearray(), 0
             while chunk := f.read(1 << 20):
                 kept += chunk

@@ -44,7 +44,6 @@ _HEADERS = 1
 _BODY = 2
 
 
-
 def _closing_answer(status: str, text: str) -> bytes:
     return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
             f"content-length: {len(text)}\r\nconnection: close\r\n\r\n{text}").encode()

@@ -101,14 +101,21 @@ class _Answer:
         self._response.close()
 
 
+EXCHANGE_FAILED = (OSError, http.client.HTTPException)
+"""What :func:`urlopen_here` raises when the exchange did not complete (after its
+``urllib.error.HTTPError`` for an answer that is a refusal): nothing, or not HTTP, or not
+all of it in time, came back (``urllib.error.URLError`` and ``TimeoutError`` are
+``OSError``)."""
+
+
 def urlopen_here(request: str | urllib.request.Request, timeout: float) -> Any:
     """``urllib.request.urlopen`` that follows no redirect and whose ``timeout`` bounds the
     whole exchange, not each read (:mod:`privproc.deadlines`). A party answering 3xx (a
     relay for the log, an issuer) cannot send this client, its address and its
     credentials (urllib keeps the Authorization field) to a host its trust file does not
     name, and one dripping its answer cannot hold it: the 3xx is raised as
-    :class:`urllib.error.HTTPError`, a dripped answer fails as ``OSError`` or
-    ``http.client.HTTPException``."""
+    :class:`urllib.error.HTTPError`, a dripped answer as ``TimeoutError`` (one of
+    :data:`EXCHANGE_FAILED`)."""
     _opened.watch = None
     response = _OPENER.open(request, timeout=timeout)
     return _Answer(response, _opened.watch, timeout)

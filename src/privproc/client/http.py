@@ -42,8 +42,6 @@ class AnswerTooLarge(TransportError):
     """The server's answer is larger than the pool accepts."""
 
 
-
-
 class ConnectionPool:
     """Connections to the origin of ``url`` (``http`` or ``https``), shared by threads."""
 
@@ -101,14 +99,12 @@ class ConnectionPool:
             except (OSError, http.client.HTTPException):
                 WATCHDOG.cancel(watch)
                 if watch.fired:
-                    raise TimeoutError(f"no complete answer from {self.host} within "
-                                       f"{timeout:g} s") from None
+                    raise self._late(timeout) from None
                 raise
             WATCHDOG.cancel(watch)
             if watch.fired:  # (shut down as the last bytes came: not to be kept)
                 conn.close()
-                raise TimeoutError(f"no complete answer from {self.host} within "
-                                   f"{timeout:g} s")
+                raise self._late(timeout)
             if len(answer) > self.max_answer:
                 conn.close()
                 raise AnswerTooLarge(f"answer over {self.max_answer} bytes from "
@@ -119,6 +115,9 @@ class ConnectionPool:
             else:
                 self._give_back(conn)
             return response.status, fields, answer
+
+    def _late(self, timeout: float) -> TimeoutError:
+        return TimeoutError(f"no complete answer from {self.host} within {timeout:g} s")
 
     def close(self) -> None:
         with self._lock:

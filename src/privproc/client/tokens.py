@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import http.client
 import json
 import threading
 import time
@@ -43,7 +42,7 @@ from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from privproc.files import replace_file
-from privproc.httpfields import delay_seconds, urlopen_here
+from privproc.httpfields import EXCHANGE_FAILED, delay_seconds, urlopen_here
 from privproc.wire import blindrsa
 from privproc.wire import privacypass as pp
 from privproc.wire.privacypass import batch as ppbatch
@@ -212,7 +211,7 @@ class TokenWallet:
             detail = exc.read(200).decode(errors="replace")
             exc.close()
             raise IssuerRefusedError(exc.code, detail) from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        except EXCHANGE_FAILED as exc:
             raise IssuerUnreachableError(f"cannot reach the issuer at {url}: {exc}") from None
         if len(body) > MAX_ISSUER_ANSWER:
             raise TokenError(f"the issuer's answer is larger than {MAX_ISSUER_ANSWER} bytes: "

@@ -43,10 +43,10 @@ PROBLEM_DATE = "https://iana.org/assignments/http-problem-types#date"
 MIN_SEALED_ANSWER = 32
 MAX_RETRY_AFTER = 60
 
-# Connection-specific fields (RFC 9110 section 7.6.1) never cross the gateway.
 # What an HTTP/1.1 field value may hold (RFC 9110 section 5.5): HTAB, SP, VCHAR, obs-text.
 _FIELD_VALUE_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
 
+# Connection-specific fields (RFC 9110 section 7.6.1) never cross the gateway.
 HOP_BY_HOP = frozenset(
     {
         b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",

@@ -18,7 +18,6 @@ verification logic is independent of HTTP; :func:`http_fetcher` is the default.
 
 from __future__ import annotations
 
-import http.client
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from typing import TypeVar
 
 from privproc.errors import PrivprocError
 from privproc.files import replace_file
-from privproc.httpfields import urlopen_here
+from privproc.httpfields import EXCHANGE_FAILED, urlopen_here
 from privproc.wire import merkle, note, tiles
 from privproc.wire.checkpoint import (
     Checkpoint,
@@ -197,7 +196,7 @@ def http_fetcher(base_url: str, timeout: float = 10.0) -> Fetch:
                 body: bytes = resp.read(MAX_FETCH + 1)
         except urllib.error.HTTPError as exc:
             raise LogFetchError(f"{base}{path}: HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        except EXCHANGE_FAILED as exc:
             raise LogFetchError(f"{base}{path}: {exc}") from None
         if len(body) > MAX_FETCH:
             raise LogFetchError(f"{base}{path}: answer over {MAX_FETCH} bytes, refused")
@@ -236,11 +235,6 @@ class LogReader:
         # Only tiles read by a proof that verified against a signed root (see _proved).
         self._tiles: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
         self._cache_size = tile_cache_size
-
-    def read_tile(self, tile: tiles.Tile) -> bytes:
-        """The cached (verified) copy of ``tile``, else a fresh fetch, which is not cached:
-        whatever it holds has not been checked yet."""
-        return _TileReads(self, use_cache=True).read_tile(tile)
 
     def _cache(self, key: tuple[int, int, int], data: bytes) -> None:
         self._tiles[key] = data

@@ -8,14 +8,13 @@ keys at every start).
 
 from __future__ import annotations
 
-import http.client
 import urllib.error
 import urllib.request
 
 import aiohttp
 
 from privproc import jsondoc
-from privproc.httpfields import urlopen_here
+from privproc.httpfields import EXCHANGE_FAILED, urlopen_here
 from privproc.service import read_up_to
 from privproc.wire import note
 
@@ -49,7 +48,7 @@ def publish(log_url: str, signer: note.Signer, record: bytes, timeout: float = 6
     except urllib.error.HTTPError as exc:
         detail = exc.read(300).decode(errors="replace")
         raise PublishError(f"the log answered {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+    except EXCHANGE_FAILED as exc:
         raise PublishError(f"cannot reach the log at {log_url}: {exc}") from None
 
 

@@ -60,12 +60,12 @@ from .record import (
 )
 
 STATE_VERSION = 2
+"""Version 2 adds each gateway key's KEM. A version 1 state is loaded and re-indexed from
+the log's first entry at the next checkpoint it accepts (checked against the kept tree)."""
 
 MAX_REPLAY = 1_000_000
 """The most entries one sync replays (a log of releases, keys and revocations holds few;
 a hostile one claiming millions would otherwise be downloaded, and kept, in full)."""
-"""Version 2 adds each gateway key's KEM. A version 1 state is loaded and re-indexed from
-the log's first entry at the next checkpoint it accepts (checked against the kept tree)."""
 
 
 class LogViewStateError(LogClientError):
