@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +102,10 @@ def endless() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def not_http(answer: bytes = b"HELLO\r\n\r\n") -> Iterator[str]:
-    """A hostile server: every connection gets ``answer`` (by default not an HTTP status
-    line) once its client has sent something, and is closed."""
+def _raw_server(answer: Callable[[socket.socket, threading.Event], None]
+                ) -> Iterator[socket.socket]:
+    """A listening socket whose connections are each handed to ``answer`` (with the event
+    set when the server stops) on a thread, one at a time, and then closed."""
     sock = listening_socket()
     sock.settimeout(0.2)
     stop = threading.Event()
@@ -117,16 +118,15 @@ def not_http(answer: bytes = b"HELLO\r\n\r\n") -> Iterator[str]:
                 continue
             except OSError:
                 return
-            with conn:
+            with conn, contextlib.suppress(OSError):
                 conn.settimeout(2)
-                with contextlib.suppress(OSError):
-                    conn.recv(65536)
-                    conn.sendall(answer)
+                conn.recv(65536)
+                answer(conn, stop)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"http://{HOST}:{sock.getsockname()[1]}"
+        yield sock
     finally:
         stop.set()
         thread.join(5)
@@ -134,36 +134,24 @@ def not_http(answer: bytes = b"HELLO\r\n\r\n") -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def not_http(answer: bytes = b"HELLO\r\n\r\n") -> Iterator[str]:
+    """A hostile server: every connection gets ``answer`` (by default not an HTTP status
+    line) once its client has sent something, and is closed."""
+    with _raw_server(lambda conn, _: conn.sendall(answer)) as sock:
+        yield f"http://{HOST}:{sock.getsockname()[1]}"
+
+
+@contextlib.contextmanager
 def dripping(first: bytes, every: float) -> Iterator[int]:
     """A server that answers each connection with ``first``, then one byte every
     ``every`` seconds without end (as a hostile relay could)."""
-    server = socket.create_server((HOST, 0))
-    stop = threading.Event()
+    def drip(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(first)
+        while not stop.wait(every):
+            conn.sendall(b"x")
 
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.recv(65536)
-                try:
-                    conn.sendall(first)
-                    while not stop.wait(every):
-                        conn.sendall(b"x")
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
+    with _raw_server(drip) as sock:
+        yield sock.getsockname()[1]
 
 
 @contextlib.contextmanager
